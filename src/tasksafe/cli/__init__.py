@@ -1,0 +1,1 @@
+"""The `tasksafe` command line: one thin subcommand per stage."""

@@ -1,0 +1,49 @@
+"""Entry point. Each subcommand parses, calls the library, prints. An expected user error
+(`UserError`) prints one line and exits 2; anything else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from tasksafe import __version__
+from tasksafe.errors import UserError
+
+
+class TasksafeGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as err:
+            click.echo(f"tasksafe: error: {err}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=TasksafeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tasksafe")
+def cli() -> None:
+    """Keep task-specific fine-tuning of chat models safe.
+
+    Build task datasets with benign or malicious prompting strategies, audit a user's
+    dataset, protect it with safety examples in its own format, fine-tune, and evaluate
+    task accuracy, attack success rate and over-refusal. Datasets are read from the mirror
+    in TASKSAFE_DATA_DIR.
+    """
+
+
+def _register_commands() -> None:
+    from tasksafe.cli.data import data
+
+    cli.add_command(data)
+
+
+_register_commands()
+
+
+def main() -> None:
+    cli(prog_name="tasksafe")
+
+
+if __name__ == "__main__":
+    main()
