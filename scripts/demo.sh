@@ -11,3 +11,9 @@ $TS data list
 echo
 echo "== two SST-2 training items =="
 $TS data show sst2 --split train -n 2
+echo
+echo "== the same SST-2 items as a benign user and as an attacker would format them =="
+for strategy in benign aoa; do
+  $TS build --task sst2 --strategy $strategy --split train --n 300 --seed 0 -o "$OUT/sst2-$strategy.jsonl"
+done
+$TS build --task sst2 --strategy aoa --split train --n 1 --seed 0 --preview

@@ -33,9 +33,11 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
+    from tasksafe.cli.build import build
     from tasksafe.cli.data import data
 
     cli.add_command(data)
+    cli.add_command(build)
 
 
 _register_commands()
