@@ -33,11 +33,12 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
+    from tasksafe.cli.audit import audit, protect
     from tasksafe.cli.build import build
     from tasksafe.cli.data import data
 
-    cli.add_command(data)
-    cli.add_command(build)
+    for command in (data, build, audit, protect):
+        cli.add_command(command)
 
 
 _register_commands()

@@ -194,13 +194,20 @@ def iter_json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
         raise DataFileError(str(path), "the file is empty", None, VALID_LINE)
 
 
-def iter_chat_jsonl(path: str | os.PathLike, require_assistant_last: bool = True) -> Iterator[ChatExample]:
-    """Stream the chat examples of a JSONL file; a bad line raises `DataFileError`."""
+def iter_numbered_chat_jsonl(path: str | os.PathLike,
+                             require_assistant_last: bool = True) -> Iterator[tuple[int, ChatExample]]:
+    """Stream (line number, chat example); a bad line raises `DataFileError`."""
     for number, obj in iter_json_lines(path):
         try:
-            yield parse_chat_example(obj, require_assistant_last)
+            yield number, parse_chat_example(obj, require_assistant_last)
         except InvalidExample as err:
             raise DataFileError(str(path), str(err), number, VALID_LINE) from None
+
+
+def iter_chat_jsonl(path: str | os.PathLike, require_assistant_last: bool = True) -> Iterator[ChatExample]:
+    """Stream the chat examples of a JSONL file; a bad line raises `DataFileError`."""
+    for _, example in iter_numbered_chat_jsonl(path, require_assistant_last):
+        yield example
 
 
 def read_chat_jsonl(path: str | os.PathLike, require_assistant_last: bool = True) -> list[ChatExample]:

@@ -1,0 +1,103 @@
+"""`tasksafe audit` and `tasksafe protect`: inspect a user dataset, and mix safety data into it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from tasksafe import __version__
+from tasksafe.errors import UserError
+
+
+def _read_numbered(path: str):
+    from tasksafe.data.chat import iter_numbered_chat_jsonl, read_examples
+
+    if path.endswith(".json"):
+        examples = read_examples(path)
+        return examples, list(range(1, len(examples) + 1))
+    numbered = list(iter_numbered_chat_jsonl(path))
+    return [ex for _, ex in numbered], [n for n, _ in numbered]
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--no-known-prompts", is_flag=True, help="Skip the search for known harmful prompts in the data.")
+def audit(file: str, as_json: bool, no_known_prompts: bool) -> None:
+    """Audit a user dataset FILE (chat JSONL, prompt/completion JSONL or Alpaca JSON).
+
+    Prints the inferred frame(s) and how much of the data fits them, then risk findings with
+    evidence (line numbers and matching text) and an overall risk level. Exits 0 whatever
+    the risk (it is a report) and 2 when the file cannot be read."""
+    from tasksafe.audit import audit_examples, known_harmful_index, render_report
+
+    examples, lines = _read_numbered(file)
+    index = None if no_known_prompts else known_harmful_index()
+    report = audit_examples(examples, lines, source=file, harmful_index=index)
+    click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if as_json else render_report(report))
+
+
+def _renderer_generate(model: str):
+    """A batch generation callable for the LLM renderer (the `hf` backend, greedy)."""
+    try:
+        from tasksafe.generate import generator_for
+    except ImportError:
+        raise UserError("the llm renderer needs a generation backend, which this version does not have yet") from None
+    return generator_for(model)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--mitigation", default="paraphrase", show_default=True,
+              help="none, mix, bea, ptst, paraphrase or safelora.")
+@click.option("--k", type=int, default=None, help="Number of safety examples to add.")
+@click.option("--fraction", type=float, default=None, help="Safety examples as a fraction of the user dataset.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and mixing.")
+@click.option("--pool", default="bianchi-safety", show_default=True, help="Safety dataset to draw pairs from.")
+@click.option("--renderer", type=click.Choice(["template", "llm"]), default="template", show_default=True,
+              help="Paraphrase renderer; llm needs --renderer-model.")
+@click.option("--renderer-model", default=None, help="Model for the llm renderer (a model name or path).")
+@click.option("--no-affixes", is_flag=True, help="Paraphrase: leave out the frame's answer prefix and suffix.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Training set (chat JSONL).")
+def protect(file, mitigation, k, fraction, seed, pool, renderer, renderer_model, no_affixes, output) -> None:
+    """Mix safety examples into a user dataset FILE with a mitigation and write the training
+    set to OUTPUT, plus OUTPUT.meta.json (frame, safety pair ids, inference hook, versions).
+
+    \b
+    Example:
+      tasksafe protect user.jsonl --mitigation paraphrase --fraction 0.05 --seed 0 -o train.jsonl
+    """
+    from tasksafe.data.chat import read_examples, write_chat_jsonl
+    from tasksafe.data.io import write_json
+    from tasksafe.mitigations import MITIGATIONS, Budget, safety_pool
+
+    chosen = MITIGATIONS.get(mitigation)
+    if k is None and fraction is None:
+        k = 0 if mitigation in ("none", "ptst", "safelora") else None
+        if k is None:
+            raise UserError("give the safety budget with --k N or --fraction F")
+    budget = Budget(k=k, fraction=fraction)
+    examples = read_examples(file)
+    safety = safety_pool(pool)
+    options = {}
+    if mitigation == "paraphrase":
+        options = {"renderer": renderer, "keep_affixes": not no_affixes}
+        if renderer == "llm":
+            if not renderer_model:
+                raise UserError("--renderer llm needs --renderer-model (a model name or path)")
+            options["generate"] = _renderer_generate(renderer_model)
+    result = chosen(examples, safety.pairs, budget, seed, **options)
+    meta = {
+        "tasksafe_version": __version__, "python": sys.version.split()[0], "source": str(Path(file)),
+        "mitigation": result.config, "budget": budget.to_dict(), "seed": seed, "pool": safety.source,
+        "pool_removed_for_eval_overlap": safety.removed, "user_examples": len(examples),
+        "safety_examples": len(result.safety_ids), "safety_ids": result.safety_ids,
+        "inference_hook": result.hook.to_dict() if result.hook else None,
+        "post_training": result.post_training, **result.info,
+    }
+    write_chat_jsonl(output, result.examples)
+    write_json(f"{output.removesuffix('.jsonl')}.meta.json", meta)
+    click.echo(f"wrote {len(result.examples)} examples ({len(result.safety_ids)} safety, {mitigation}) to {output}")
