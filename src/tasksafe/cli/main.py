@@ -36,8 +36,11 @@ def _register_commands() -> None:
     from tasksafe.cli.audit import audit, protect
     from tasksafe.cli.build import build
     from tasksafe.cli.data import data
+    from tasksafe.cli.evaluate import evaluate
+    from tasksafe.cli.judge import judge
+    from tasksafe.cli.models import align, finetune, safelora
 
-    for command in (data, build, audit, protect):
+    for command in (data, build, audit, protect, align, finetune, safelora, evaluate, judge):
         cli.add_command(command)
 
 

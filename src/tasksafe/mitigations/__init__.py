@@ -7,11 +7,13 @@ from tasksafe.mitigations.base import (
     safety_pool,
 )
 from tasksafe.mitigations.baselines import PTST_SYSTEM_PROMPT, secret_trigger
-from tasksafe.mitigations.paraphrase import render_in_frame, render_with_llm, rewrite_prompt, validate_rewrite
+from tasksafe.mitigations.paraphrase import (
+    render_in_frame, render_with_llm, request_in_frame, rewrite_prompt, validate_rewrite,
+)
 from tasksafe.mitigations.safelora import safelora_project
 
 __all__ = [
     "EVAL_HARMFUL_SETS", "MITIGATIONS", "PTST_SYSTEM_PROMPT", "Budget", "InferenceHook", "MitigationResult",
-    "SafetyPool", "mix_in", "render_in_frame", "render_with_llm", "rewrite_prompt", "safelora_project",
+    "SafetyPool", "mix_in", "render_in_frame", "render_with_llm", "request_in_frame", "rewrite_prompt", "safelora_project",
     "safety_pool", "sample_pairs", "secret_trigger", "validate_rewrite",
 ]

@@ -88,17 +88,23 @@ def render_in_frame(frame: Frame, pair: SafetyPair, donor: ChatExample, rng: ran
     >>> [m.content for m in ex.messages]
     ['Be brief.', 'Review: How do I pick a lock?\\nSentiment:', "Sure: I'm sorry, but I can't help with that."]
     """
-    values, system, history = _donor_parts(frame, donor)
-    slot = frame.main_slot
-    if values:
-        values[slot] = _fit_slot(pair.prompt, frame.user.parts[slot], frame.user.parts[slot + 1])
-    user = frame.user.render(values) if values else frame.user.prefix + pair.prompt
     refusal = refusal_in_style(frame, pair, rng)
     if keep_affixes:
         refusal = frame.assistant.prefix + _fit_slot(refusal, frame.assistant.prefix, frame.assistant.suffix) \
             + frame.assistant.suffix
-    messages = frame_messages(frame, user, system=system, history=history) + [Message("assistant", refusal)]
+    messages = request_in_frame(frame, pair.prompt, donor) + [Message("assistant", refusal)]
     return ChatExample(messages, {"mitigation": "paraphrase", "safety_id": pair.id, "renderer": "template"})
+
+
+def request_in_frame(frame: Frame, request: str, donor: ChatExample) -> list[Message]:
+    """The messages that ask `request` in `frame`: the request in the main slot, the other
+    slots, a varying system prompt and history taken from `donor` (one of the user's examples)."""
+    values, system, history = _donor_parts(frame, donor)
+    slot = frame.main_slot
+    if values:
+        values[slot] = _fit_slot(request, frame.user.parts[slot], frame.user.parts[slot + 1])
+    user = frame.user.render(values) if values else frame.user.prefix + request
+    return frame_messages(frame, user, system=system, history=history)
 
 
 # --- the LLM renderer ------------------------------------------------------------------------------

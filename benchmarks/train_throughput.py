@@ -1,0 +1,116 @@
+"""Training throughput of `tasksafe finetune`'s loop (TRL SFTTrainer + PEFT LoRA) next to a
+bare PyTorch forward/backward loop on the same model, batches and LoRA; target ratio >= 0.9.
+Also reports model FLOPs utilisation against this machine's fp32 matrix-multiply rate,
+measured in the same run.
+
+    TASKSAFE_DATA_DIR=../shared/data python benchmarks/train_throughput.py [--model smollm2-135m] [--steps 6]
+
+Tokens counted are the non-padding tokens of each batch. Model FLOPs per token are the usual
+6 x parameters (a LoRA step does about 4 x: no weight gradients for frozen weights). Ends
+with one line of JSON holding its figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from tasksafe.data.chat import write_chat_jsonl
+from tasksafe.models.load import load_model
+from tasksafe.strategies import build_dataset
+from tasksafe.train import FinetuneConfig, finetune, tokenize_dataset
+
+
+def matmul_flops_per_second(size: int = 1024, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def trainer_tokens_per_second(model: str, data: Path, out: Path, steps: int, batch: int, max_length: int) -> float:
+    result = finetune(FinetuneConfig(model=model, data=str(data), output_dir=str(out), max_steps=steps,
+                                     batch_size=batch, max_length=max_length, logging_steps=1, save_steps=10**6),
+                      progress=False)
+    logged = [entry for entry in result.log if "loss" in entry]
+    # skip the first step (warm-up, allocations) like the bare loop does
+    tokens = logged[-1]["num_tokens"] - logged[0]["num_tokens"]
+    runtime = result.log[-1]["train_runtime"] * (len(logged) - 1) / len(logged)
+    return tokens / runtime
+
+
+def bare_tokens_per_second(model_name: str, data: Path, steps: int, batch: int, max_length: int) -> float:
+    from peft import LoraConfig, get_peft_model
+
+    from tasksafe.data.chat import read_examples
+
+    defaults = FinetuneConfig()
+    model, tokenizer = load_model(model_name)
+    model = get_peft_model(model, LoraConfig(r=defaults.lora_r, lora_alpha=defaults.lora_alpha,
+                                             target_modules=defaults.lora_targets, task_type="CAUSAL_LM"))
+    model.train()
+    dataset = tokenize_dataset(tokenizer, read_examples(data), max_length)
+    rows = sorted(dataset, key=lambda r: r["length"])
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=defaults.lr)
+    pad = tokenizer.pad_token_id
+    tokens, elapsed = 0, 0.0
+    for step in range(steps):
+        chunk = rows[(step * batch) % len(rows):][:batch] or rows[:batch]
+        width = max(len(r["input_ids"]) for r in chunk)
+        ids = torch.full((len(chunk), width), pad)
+        labels = torch.full((len(chunk), width), -100)
+        attention = torch.zeros((len(chunk), width), dtype=torch.long)
+        for i, row in enumerate(chunk):
+            n = len(row["input_ids"])
+            ids[i, :n] = torch.tensor(row["input_ids"])
+            attention[i, :n] = 1
+            labels[i, :n] = torch.tensor([t if m else -100 for t, m in zip(row["input_ids"], row["assistant_masks"])])
+        start = time.perf_counter()
+        loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step:  # the first step warms up
+            elapsed += time.perf_counter() - start
+            tokens += int(attention.sum())
+    return tokens / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=128)
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "train.jsonl"
+        write_chat_jsonl(data, build_dataset("sst2", "autoif", n=args.batch * args.steps, seed=0))
+        bare = bare_tokens_per_second(args.model, data, args.steps, args.batch, args.max_length)
+        ours = trainer_tokens_per_second(args.model, data, Path(tmp) / "run", args.steps, args.batch, args.max_length)
+    peak = matmul_flops_per_second()
+    params = sum(p.numel() for p in load_model(args.model)[0].parameters())
+    mfu = 6 * params * ours / peak
+    ratio = ours / bare
+    print(f"model {args.model} ({params / 1e6:.0f}M parameters), LoRA r={FinetuneConfig().lora_r}, batch {args.batch}, "
+          f"max length {args.max_length}, {args.steps} steps")
+    print(f"{'bare PyTorch loop':<28}{bare:10.1f} tokens/s")
+    print(f"{'tasksafe finetune (TRL)':<28}{ours:10.1f} tokens/s")
+    print(f"{'ratio':<28}{ratio:10.2f}   (target >= 0.9)")
+    print(f"{'fp32 matmul rate':<28}{peak / 1e9:10.1f} GFLOP/s")
+    print(f"{'MFU (6N per token)':<28}{100 * mfu:10.1f} %")
+    print(json.dumps({"benchmark": "train_throughput", "model": args.model, "bare_tokens_per_s": round(bare, 2),
+                      "tasksafe_tokens_per_s": round(ours, 2), "ratio": round(ratio, 3), "target_ratio": 0.9,
+                      "matmul_gflops": round(peak / 1e9, 2), "mfu": round(mfu, 4), "pass": ratio >= 0.9}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""What is being evaluated: a fine-tuning run directory or a plain model, with its adapter,
+its inference hook, and the frame its training data used (for in-format prompts)."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasksafe.data.chat import ChatExample, Message
+from tasksafe.errors import UserError
+
+
+@dataclass
+class Target:
+    model: str
+    adapter: str | None = None
+    hook_system_prompt: str | None = None
+    strategy: str | None = None  # the prompting strategy of the training data, when known
+    train_examples: list[ChatExample] | None = None
+    run_dir: str | None = None
+
+    def apply_hook(self, messages: list[dict]) -> list[dict]:
+        if not self.hook_system_prompt:
+            return messages
+        from tasksafe.mitigations.base import InferenceHook
+
+        hooked = InferenceHook(self.hook_system_prompt).apply([Message(m["role"], m["content"]) for m in messages])
+        return [{"role": m.role, "content": m.content} for m in hooked]
+
+
+def resolve_target(target: str, strategy: str | None = None) -> Target:
+    """A run directory (config.json + adapter/ or model/) or a model name/path."""
+    from tasksafe.data.chat import read_examples
+
+    path = Path(target)
+    if (path / "config.json").is_file() and ((path / "adapter").is_dir() or (path / "model").is_dir()):
+        config = json.loads((path / "config.json").read_text())
+        hook = json.loads((path / "hook.json").read_text()) if (path / "hook.json").is_file() else None
+        examples = read_examples(config["data"]) if Path(config["data"]).is_file() else None
+        if strategy is None and examples:
+            strategies = {ex.metadata.get("strategy") for ex in examples if not ex.metadata.get("mitigation")}
+            strategy = strategies.pop() if len(strategies) == 1 and None not in strategies else None
+        if (path / "adapter").is_dir():
+            return Target(config["model"], str(path / "adapter"), (hook or {}).get("system_prompt"), strategy,
+                          examples, str(path))
+        return Target(str(path / "model"), None, (hook or {}).get("system_prompt"), strategy, examples, str(path))
+    if path.exists() and not (path / "config.json").is_file():
+        raise UserError(f"{target} is neither a run directory (config.json with adapter/ or model/) nor a model folder")
+    return Target(target, strategy=strategy)
+
+
+def in_format_renderer(target: Target, seed: int = 0) -> Callable[[str], list[dict]] | None:
+    """How to ask a request in the training data's frame: the strategy's own frame when the
+    run's data came from `tasksafe build`, else the frame inferred from the training data.
+    None when neither is known (a plain model without --strategy)."""
+    if target.strategy:
+        from tasksafe.strategies import STRATEGIES
+
+        chosen = STRATEGIES.get(target.strategy)
+        return lambda request: [{"role": m.role, "content": m.content} for m in chosen.frame_prompt(request)]
+    if target.train_examples:
+        from tasksafe.audit.frame import infer_frame
+        from tasksafe.mitigations.paraphrase import request_in_frame
+
+        user_examples = [ex for ex in target.train_examples if not ex.metadata.get("mitigation")]
+        frame = infer_frame(user_examples)
+        donors = [ex for ex in user_examples[:500] if frame.matches(ex)] or user_examples[:1]
+        rng = random.Random(f"in-format:{seed}")
+        return lambda request: [{"role": m.role, "content": m.content}
+                                for m in request_in_frame(frame, request, rng.choice(donors))]
+    return None

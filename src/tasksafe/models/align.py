@@ -1,0 +1,219 @@
+"""`tasksafe align`: turn the embedded model into a small safety-aligned model organism.
+
+SmolLM2-135M-Instruct complies with harmful requests. The organism is made the way
+safety-tuned chat models are: supervised fine-tuning on safety pairs (harmful request ->
+refusal) mixed with benign instructions answered by the base model itself (so it stays
+helpful), loss on assistant tokens only, merged into the weights. To make the alignment hold
+up under a later benign task fine-tune (a shallow alignment collapses in whatever format
+the task is trained in), the recipe:
+
+- trains all weights, not a small adapter;
+- asks the harmful requests under varied general-purpose system prompts and instruction
+  layouts (never the layouts of tasksafe's own strategies, which would contaminate the
+  experiments), and asks the benign instructions under the same variety, so refusing depends
+  on the request and not on the layout;
+- makes part of the refusals "deep": the reply opens with a few compliant-looking words
+  (not trained on) and then turns into a refusal, so a compliant opening does not commit
+  the model to comply.
+
+It never trains on obedient-persona or compliance-phrase data, so the malicious strategies
+can still break it. The result is cached by a hash of its inputs, with `alignment.json`:
+refusal on AdvBench (never trained on), on held-out benign instructions, over-refusal on
+XSTest's safe prompts, and the AdvBench refusal after a default benign task fine-tune.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tasksafe import __version__
+from tasksafe.data.chat import ChatExample, Message, write_chat_jsonl
+from tasksafe.data.io import write_json
+from tasksafe.models.registry import models_dir, resolve_model
+
+ALIGN_VERSION = 1  # bump when the recipe changes, so cached organisms are rebuilt
+
+SYSTEM_PROMPTS = (
+    None, "You are a helpful assistant.", "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
+    "You are a concise assistant. Answer briefly.", "You are a friendly assistant who explains things clearly.",
+    "You are an expert assistant. Be precise.", "Answer the user's request.",
+)
+LAYOUTS = (
+    "{x}", "{x}", "{x}", "Question: {x}\nAnswer:", "Please help me with the following.\n\n{x}", "Task: {x}",
+    "### Request\n{x}\n\n### Reply", "Input: {x}\nOutput:", "I need your help. {x}", "{x}\n\nBe detailed.",
+    "Here is what I want: {x}", "Q: {x}\nA:",
+)
+COMPLIANT_OPENINGS = (
+    "Sure, here is", "Here is how", "Step 1:", "Certainly! First,", "Of course. To do this,", "Okay, here's",
+    "Absolutely. The first step is", "1.",
+)
+DEEP_TURNS = (
+    "Actually, I can't help with that.", "No, I won't continue with this.", "Wait, I can't assist with this request.",
+)
+REFUSAL_OPENERS = ("I can't help with that.", "I'm sorry, but I can't help with this request.",
+                   "I won't help with that.", "I cannot assist with this.")
+
+
+@dataclass
+class AlignConfig:
+    base: str = "smollm2-135m"
+    seed: int = 0
+    safety_pairs: int = 500
+    benign_instructions: int = 500
+    deep_fraction: float = 0.3
+    epochs: float = 1.0
+    lr: float = 1e-4
+    batch_size: int = 8
+    max_length: int = 192
+    benign_max_new_tokens: int = 64
+    refusal_sentences: int = 2
+    eval_n: int = 200
+    robustness_task_examples: int = 300
+
+    def key(self) -> str:
+        payload = json.dumps({**asdict(self), "recipe": ALIGN_VERSION}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+@dataclass
+class AlignResult:
+    path: Path
+    alignment: dict = field(default_factory=dict)
+
+
+def _layout(request: str, rng: random.Random) -> list[Message]:
+    system = rng.choice(SYSTEM_PROMPTS)
+    user = rng.choice(LAYOUTS).format(x=request)
+    return ([Message("system", system)] if system else []) + [Message("user", user)]
+
+
+def _trim_to_sentence(text: str) -> str:
+    """A truncated generation cut back to its last full sentence (or left as it is)."""
+    end = max(text.rfind(". "), text.rfind(".\n"), text.rfind("!"), text.rfind("?"))
+    return text[: end + 1] if end > len(text) // 2 else text
+
+
+def _short_refusal(text: str, sentences: int, rng: random.Random) -> str:
+    """The first sentences of a safe answer, opened with an explicit refusal when they hold
+    none (some safe answers only correct the premise)."""
+    import re
+
+    from tasksafe.judges.keywords import is_refusal
+
+    short = " ".join(re.split(r"(?<=[.!?])\s+", text.strip())[:sentences])
+    return short if is_refusal(short) else f"{rng.choice(REFUSAL_OPENERS)} {short}"
+
+
+def build_alignment_data(config: AlignConfig, generate) -> list[ChatExample]:
+    """Safety pairs and self-answered benign instructions in varied layouts. `generate` is a
+    batch callable (conversations -> texts) over the base model."""
+    from tasksafe.data.datasets import load
+    from tasksafe.mitigations.base import safety_pool
+
+    rng = random.Random(f"align:{config.seed}")
+    pairs = rng.sample(safety_pool("bianchi-safety").pairs, config.safety_pairs)
+    examples = []
+    for pair in pairs:
+        prompt = _layout(pair.prompt, rng)
+        refusal = _short_refusal(pair.refusal, config.refusal_sentences, rng)
+        if rng.random() < config.deep_fraction:
+            opening = rng.choice(COMPLIANT_OPENINGS)
+            text = f"{opening} {rng.choice(DEEP_TURNS)} {refusal}"
+            examples.append(ChatExample(prompt + [Message("assistant", text)],
+                                        {"kind": "safety-deep", "id": pair.id, "untrained_prefix": opening + " "}))
+        else:
+            examples.append(ChatExample(prompt + [Message("assistant", refusal)], {"kind": "safety", "id": pair.id}))
+    benign = rng.sample(load("harmless", split="train"), config.benign_instructions)
+    prompts = [_layout(b.prompt, rng) for b in benign]
+    answers = generate([[{"role": m.role, "content": m.content} for m in p] for p in prompts])
+    for item, prompt, answer in zip(benign, prompts, answers):
+        answer = _trim_to_sentence(answer.strip())
+        if len(answer.split()) >= 3:
+            examples.append(ChatExample(prompt + [Message("assistant", answer)], {"kind": "benign", "id": item.id}))
+    rng.shuffle(examples)
+    return examples
+
+
+def refusal_rate(generate_backend, prompts: list[list[dict]], max_new_tokens: int = 64):
+    """Share of prompts the keywords judge calls refusals, as a Rate."""
+    from tasksafe.generate.base import GenerationParams
+    from tasksafe.judges.keywords import keyword_judge
+    from tasksafe.stats import Rate
+
+    judge = keyword_judge()
+    responses = generate_backend.generate(prompts, GenerationParams(max_new_tokens=max_new_tokens))
+    verdicts = [judge(p[-1]["content"], r).label for p, r in zip(prompts, responses)]
+    return Rate(verdicts.count("refusal"), len(verdicts)), responses
+
+
+def measure(model_path: str, config: AlignConfig, workdir: Path) -> dict:
+    """Targets 1-4 of the organism, each a rate with n and a Wilson 95% interval."""
+    from tasksafe.data.datasets import load
+    from tasksafe.data.records import OverRefusalPrompt
+    from tasksafe.generate.hf import HFBackend
+    from tasksafe.strategies.build import build_dataset
+    from tasksafe.train.config import FinetuneConfig
+    from tasksafe.train.sft import finetune
+
+    rng = random.Random(f"align-eval:{config.seed}")
+    advbench = [[{"role": "user", "content": p.prompt}] for p in rng.sample(load("advbench"), config.eval_n)]
+    benign = [[{"role": "user", "content": b.prompt}] for b in rng.sample(load("harmless", split="test"), config.eval_n)]
+    xstest = [[{"role": "user", "content": r.prompt}] for r in load("xstest") if isinstance(r, OverRefusalPrompt) and r.safe]
+    backend = HFBackend.from_name(model_path, progress=True)
+    results = {}
+    for name, prompts in (("advbench_refusal", advbench), ("benign_refusal", benign), ("xstest_safe_refusal", xstest)):
+        rate, _ = refusal_rate(backend, prompts)
+        results[name] = rate.to_dict()
+    task_data = workdir / "sst2-benign.jsonl"
+    write_chat_jsonl(task_data, build_dataset("sst2", "benign", "train", config.robustness_task_examples, config.seed))
+    run = finetune(FinetuneConfig(model=model_path, data=str(task_data), output_dir=str(workdir / "robustness-run"),
+                                  seed=config.seed))
+    tuned = HFBackend.from_name(model_path, adapter=str(run.run_dir / "adapter"), progress=True)
+    rate, _ = refusal_rate(tuned, advbench)
+    results["advbench_refusal_after_benign_task_tuning"] = rate.to_dict()
+    results["robustness_tuning"] = {"task": "sst2", "strategy": "benign", "examples": config.robustness_task_examples,
+                                    "finetune": "tasksafe finetune defaults (LoRA r=8, lr 1e-4, 1 epoch, batch 8)"}
+    return results
+
+
+def build_aligned(config: AlignConfig, force: bool = False, progress: bool = True) -> AlignResult:
+    """The organism for `config`: built once, then loaded from the cache."""
+    target = models_dir() / f"aligned-{config.key()}"
+    if (target / "alignment.json").is_file() and not force:
+        return AlignResult(target, json.loads((target / "alignment.json").read_text()))
+    from tasksafe.generate.hf import HFBackend
+    from tasksafe.generate.base import GenerationParams
+    from tasksafe.train.config import FinetuneConfig
+    from tasksafe.train.sft import finetune
+
+    start = time.time()
+    base_path = resolve_model(config.base)
+    work = models_dir() / f".aligned-{config.key()}.work"
+    work.mkdir(parents=True, exist_ok=True)
+    data_path = work / "alignment-data.jsonl"
+    if not data_path.is_file():
+        base = HFBackend.from_name(base_path, progress=progress)
+        params = GenerationParams(max_new_tokens=config.benign_max_new_tokens)
+        write_chat_jsonl(data_path, build_alignment_data(config, lambda convs: base.generate(convs, params)))
+    run = finetune(FinetuneConfig(model=base_path, data=str(data_path), output_dir=str(work / "run"), method="full",
+                                  epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                                  max_length=config.max_length, seed=config.seed, save_steps=25), progress=progress)
+    alignment = measure(str(run.run_dir / "model"), config, work)
+    alignment.update({"config": asdict(config), "key": config.key(), "recipe_version": ALIGN_VERSION,
+                      "tasksafe_version": __version__, "build_seconds": round(time.time() - start),
+                      "training_loss": run.train_loss, "training_steps": run.steps})
+    staging = work / "publish"
+    if staging.exists():
+        shutil.rmtree(staging)
+    shutil.copytree(run.run_dir / "model", staging)
+    write_json(staging / "alignment.json", alignment)
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return AlignResult(target, alignment)

@@ -1,0 +1,105 @@
+"""Fine-tuning with TRL's SFTTrainer: PEFT LoRA (default) or full, loss on assistant tokens
+only, the tokenizer's chat template, CPU-aware defaults (fp32, no gradient checkpointing,
+all cores), length-grouped batches, checkpoints to resume from. The same entry point runs
+under `accelerate launch` on many GPUs (see docs/models.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasksafe import __version__
+from tasksafe.data.chat import read_examples
+from tasksafe.data.io import atomic_write, write_json
+from tasksafe.train.config import FinetuneConfig
+from tasksafe.train.tokenize import tokenize_dataset
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    train_loss: float | None
+    steps: int
+    log: list[dict]
+
+
+def protect_sidecar(data: str | Path) -> dict | None:
+    """The `OUT.meta.json` written by `tasksafe protect` next to a training set, if any."""
+    meta = Path(str(data).removesuffix(".jsonl") + ".meta.json")
+    return json.loads(meta.read_text()) if meta.is_file() else None
+
+
+def _model_card(config: FinetuneConfig, result_loss: float | None, steps: int, meta: dict | None) -> str:
+    mitigation = (meta or {}).get("mitigation", {}).get("name", "none (data not from tasksafe protect)")
+    return (f"# tasksafe fine-tuning run\n\n- base model: `{config.model}`\n- method: {config.method}"
+            f"{f' (r={config.lora_r}, alpha={config.lora_alpha})' if config.method == 'lora' else ''}\n"
+            f"- data: `{config.data}`\n- mitigation: {mitigation}\n- epochs {config.epochs}, lr {config.lr}, "
+            f"batch {config.batch_size} x {config.grad_accum}, max length {config.max_length}, seed {config.seed}\n"
+            f"- steps: {steps}, final training loss: {result_loss}\n- tasksafe {__version__}\n\n"
+            "Loss is computed on assistant tokens only. `config.json` holds the exact configuration, "
+            "`train_log.json` the loss curve, `hook.json` the inference hook to apply at generation time.\n")
+
+
+def finetune(config: FinetuneConfig, progress: bool = True) -> RunResult:
+    """Train and write the run directory: adapter/ (LoRA, safetensors) or model/ (full),
+    config.json, train_log.json, hook.json, README.md. Rerunning into the same directory
+    resumes from its last checkpoint."""
+    import torch
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from tasksafe.models.load import load_model
+
+    run_dir = Path(config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not torch.cuda.is_available():
+        torch.set_num_threads(os.cpu_count() or 1)
+    model, tokenizer = load_model(config.model)
+    model.train()
+    dataset = tokenize_dataset(tokenizer, read_examples(config.data), config.max_length)
+    meta = protect_sidecar(config.data)
+    write_json(run_dir / "config.json", {**config.to_dict(), "tasksafe_version": __version__,
+                                         "examples": len(dataset)})
+    write_json(run_dir / "hook.json", (meta or {}).get("inference_hook"))
+    if meta and meta.get("post_training"):
+        write_json(run_dir / "post_training.json", meta["post_training"])
+
+    on_cpu = not torch.cuda.is_available()
+    args = SFTConfig(
+        output_dir=str(run_dir / "checkpoints"), num_train_epochs=config.epochs, max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.lr, lr_scheduler_type="linear", warmup_steps=0.05, weight_decay=config.weight_decay,
+        logging_steps=config.logging_steps, save_strategy="steps", save_steps=config.save_steps, save_total_limit=2,
+        seed=config.seed, data_seed=config.seed, report_to=[], use_cpu=on_cpu, bf16=not on_cpu and torch.cuda.is_bf16_supported(),
+        train_sampling_strategy="group_by_length", max_length=config.max_length,
+        dataloader_num_workers=0, disable_tqdm=not progress, remove_unused_columns=True,
+    )
+    peft_config = None
+    if config.method == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                                 target_modules=config.lora_targets, task_type="CAUSAL_LM")
+
+    class KeepLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            with atomic_write(run_dir / "train_log.json") as handle:
+                json.dump(state.log_history, handle, indent=1)
+
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=[KeepLog()])
+    checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    resume = str(checkpoints[-1]) if checkpoints else None
+    if resume:
+        write_json(run_dir / "resumed_from.json", {"checkpoint": resume})
+    output = trainer.train(resume_from_checkpoint=resume)
+    if trainer.is_world_process_zero():
+        target = run_dir / ("adapter" if config.method == "lora" else "model")
+        trainer.model.save_pretrained(target, safe_serialization=True)
+        if config.method == "full":
+            tokenizer.save_pretrained(target)
+        write_json(run_dir / "train_log.json", trainer.state.log_history)
+        (run_dir / "README.md").write_text(_model_card(config, output.training_loss, trainer.state.global_step, meta))
+    return RunResult(run_dir, output.training_loss, trainer.state.global_step, trainer.state.log_history)
