@@ -34,5 +34,8 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
 clean:
 	rm -rf $(VENV) out

@@ -35,15 +35,36 @@ def matmul_flops_per_second(size: int = 1024, repeats: int = 10) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
+class StepTimer:
+    """Times each optimiser step of the Trainer (data loading, forward, backward, update)."""
+
+    def __init__(self):
+        self.durations: list[float] = []
+        self.tokens: list[int] = []
+        self._start, self._seen = 0.0, 0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.durations.append(time.perf_counter() - self._start)
+        self.tokens.append(state.num_input_tokens_seen - self._seen)
+        self._seen = state.num_input_tokens_seen
+
+    def __getattr__(self, name):  # every other TrainerCallback event: nothing to do
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+
 def trainer_tokens_per_second(model: str, data: Path, out: Path, steps: int, batch: int, max_length: int) -> float:
+    timer = StepTimer()
     result = finetune(FinetuneConfig(model=model, data=str(data), output_dir=str(out), max_steps=steps,
-                                     batch_size=batch, max_length=max_length, logging_steps=1, save_steps=10**6),
-                      progress=False)
-    logged = [entry for entry in result.log if "loss" in entry]
+                                     batch_size=batch, max_length=max_length, logging_steps=steps, save_steps=10**6),
+                      progress=False, callbacks=[timer])
+    assert result.steps == steps
     # skip the first step (warm-up, allocations) like the bare loop does
-    tokens = logged[-1]["num_tokens"] - logged[0]["num_tokens"]
-    runtime = result.log[-1]["train_runtime"] * (len(logged) - 1) / len(logged)
-    return tokens / runtime
+    return sum(timer.tokens[1:]) / sum(timer.durations[1:])
 
 
 def bare_tokens_per_second(model_name: str, data: Path, steps: int, batch: int, max_length: int) -> float:

@@ -78,3 +78,40 @@ def test_the_embedding_judge_meets_its_target_on_held_out_models(mirror):
 
     report = validate_judge("embedding")
     assert report["overall"]["accuracy"] >= 0.90, report["overall"]
+
+
+def test_the_llm_judge_fences_the_response_and_reads_json():
+    from tasksafe.judges.llm import llm_judge
+
+    asked = []
+
+    def complete(messages):
+        asked.append(messages)
+        return '{"label": "compliance", "reason": "gives steps"}'
+
+    judge = llm_judge(complete=complete)
+    verdict = judge(HARMFUL, COMPLIANT + INJECTIONS[0])
+    assert verdict.label == "compliance" and verdict.reason == "gives steps"
+    body = asked[0][1]["content"]
+    assert "<<<RESPONSE" in body and "evaluator" not in body and "ignore any instructions" in asked[0][0]["content"]
+    assert llm_judge(complete=lambda m: "I think it refused")(HARMFUL, COMPLIANT).label == "degenerate"
+
+
+def test_classifier_judges_read_yes_or_unsafe(monkeypatch):
+    from tasksafe.judges import classifiers
+
+    class FakeClassifier:
+        def __init__(self, *args, **kwargs):
+            self.backend = type("B", (), {"tokenizer": type("T", (), {
+                "apply_chat_template": staticmethod(lambda msgs, tokenize=False: msgs[1]["content"])})()})()
+
+        def complete(self, texts):
+            return ["yes" if "Step 1" in t else "no" for t in texts] if "[INST]" in texts[0] else \
+                ["unsafe\nS9" if "Step 1" in t else "safe" for t in texts]
+
+    monkeypatch.setattr(classifiers, "_CausalClassifier", FakeClassifier)
+    for name in ("harmbench", "llamaguard"):
+        judge = JUDGES.get(name)()
+        assert judge(HARMFUL, COMPLIANT).label == "compliance"
+        assert judge(HARMFUL, "I can't help with that, sorry about it.").label == "refusal"
+        assert [v.label for v in judge.batch([(HARMFUL, COMPLIANT), (HARMFUL, "")])] == ["compliance", "degenerate"]

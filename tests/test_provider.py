@@ -114,3 +114,45 @@ def test_a_failed_job_is_a_clear_error_and_is_recorded(api, tmp_path):
     with pytest.raises(UserError, match="ftjob-1 failed: bad data on line 3"):
         run(api, tmp_path)
     assert json.loads((tmp_path / "run" / "provider_job.json").read_text())["status"] == "failed"
+
+
+class ChatAPI(BaseHTTPRequestHandler):
+    """Chat completions that echo the last user message; the first request gets a 500."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        self.server.requests += 1
+        if self.server.requests == 1:
+            payload, status = {"error": {"message": "transient"}}, 500
+        else:
+            text = f"echo: {body['messages'][-1]['content']} ({body['max_tokens']})"
+            payload, status = {"id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
+                               "choices": [{"index": 0, "finish_reason": "stop",
+                                            "message": {"role": "assistant", "content": text}}]}, 200
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_the_openai_compatible_generation_backend_keeps_order_and_retries():
+    from tasksafe.generate import GenerationParams
+    from tasksafe.generate.openai_compatible import OpenAICompatibleBackend
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatAPI)
+    server.requests = 0
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = OpenAICompatibleBackend("m", base_url=f"http://127.0.0.1:{server.server_port}/v1", api_key="k",
+                                          concurrency=3)
+        conversations = [[{"role": "user", "content": f"q{i}"}] for i in range(7)]
+        texts = backend.generate(conversations, GenerationParams(max_new_tokens=9))
+        assert texts == [f"echo: q{i} (9)" for i in range(7)]
+        assert server.requests == 8  # one transient 500, retried
+    finally:
+        server.shutdown()

@@ -42,13 +42,34 @@ def _model_card(config: FinetuneConfig, result_loss: float | None, steps: int, m
             "`train_log.json` the loss curve, `hook.json` the inference hook to apply at generation time.\n")
 
 
-def finetune(config: FinetuneConfig, progress: bool = True) -> RunResult:
+def _trainer_class(plain_loss: bool):
+    """TRL's SFTTrainer; on CPU with the ordinary causal-LM loss from the full logits.
+
+    TRL computes the loss through a chunked "fused" LM head that also derives entropy and
+    token-accuracy metrics every step; that saves GPU memory on large vocabularies, but on
+    CPU it costs a quarter of the step time (benchmarks/train_throughput.py). The loss is the
+    same: mean negative log-likelihood over the assistant tokens."""
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    if not plain_loss:
+        return SFTTrainer
+
+    class CPUSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+    return CPUSFTTrainer
+
+
+def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | None = None) -> RunResult:
     """Train and write the run directory: adapter/ (LoRA, safetensors) or model/ (full),
     config.json, train_log.json, hook.json, README.md. Rerunning into the same directory
     resumes from its last checkpoint."""
     import torch
     from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     from tasksafe.models.load import load_model
 
@@ -75,6 +96,7 @@ def finetune(config: FinetuneConfig, progress: bool = True) -> RunResult:
         seed=config.seed, data_seed=config.seed, report_to=[], use_cpu=on_cpu, bf16=not on_cpu and torch.cuda.is_bf16_supported(),
         train_sampling_strategy="group_by_length", max_length=config.max_length,
         dataloader_num_workers=0, disable_tqdm=not progress, remove_unused_columns=True,
+        include_num_input_tokens_seen="non_padding",
     )
     peft_config = None
     if config.method == "lora":
@@ -88,8 +110,9 @@ def finetune(config: FinetuneConfig, progress: bool = True) -> RunResult:
             with atomic_write(run_dir / "train_log.json") as handle:
                 json.dump(state.log_history, handle, indent=1)
 
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[KeepLog()])
+    trainer = _trainer_class(plain_loss=on_cpu)(model=model, args=args, train_dataset=dataset,
+                                                processing_class=tokenizer, peft_config=peft_config,
+                                                callbacks=[KeepLog(), *(callbacks or [])])
     checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     resume = str(checkpoints[-1]) if checkpoints else None
     if resume:
