@@ -177,19 +177,23 @@ def _open_binary(path: str | os.PathLike):
         raise DataFileError(str(path), "is a directory, not a JSONL file") from None
 
 
+def _nonblank_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes | LineTooLong]]:
+    with _open_binary(path) as handle:
+        for number, raw in iter_raw_lines(handle):
+            if isinstance(raw, LineTooLong) or raw.strip():
+                yield number, raw
+
+
 def iter_json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     """Yield (line number, decoded value) for each non-blank line; the first bad line raises
     `DataFileError` naming the file and line. An empty file is an error too."""
-    with _open_binary(path) as handle:
-        seen = False
-        for number, raw in iter_raw_lines(handle):
-            if not isinstance(raw, LineTooLong) and not raw.strip():
-                continue
-            seen = True
-            try:
-                yield number, decode_json_line(raw)
-            except InvalidExample as err:
-                raise DataFileError(str(path), str(err), number, VALID_LINE) from None
+    seen = False
+    for number, raw in _nonblank_lines(path):
+        seen = True
+        try:
+            yield number, decode_json_line(raw)
+        except InvalidExample as err:
+            raise DataFileError(str(path), str(err), number, VALID_LINE) from None
     if not seen:
         raise DataFileError(str(path), "the file is empty", None, VALID_LINE)
 
@@ -251,19 +255,16 @@ class ValidationReport:
 def validate_chat_jsonl(path: str | os.PathLike, require_assistant_last: bool = True) -> ValidationReport:
     """Check every line of a chat JSONL file and collect all problems (not only the first)."""
     report = ValidationReport(str(path))
-    with _open_binary(path) as handle:
-        seen = False
-        for number, raw in iter_raw_lines(handle):
-            if not isinstance(raw, LineTooLong) and not raw.strip():
-                continue
-            seen = True
-            try:
-                example = parse_chat_example(decode_json_line(raw), require_assistant_last)
-            except InvalidExample as err:
-                report.problems.append((number, str(err)))
-                continue
-            report.examples += 1
-            report.role_counts.update(m.role for m in example.messages)
+    seen = False
+    for number, raw in _nonblank_lines(path):
+        seen = True
+        try:
+            example = parse_chat_example(decode_json_line(raw), require_assistant_last)
+        except InvalidExample as err:
+            report.problems.append((number, str(err)))
+            continue
+        report.examples += 1
+        report.role_counts.update(m.role for m in example.messages)
     if not seen:
         report.problems.append((None, "the file is empty"))
     return report

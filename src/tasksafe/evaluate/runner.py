@@ -57,8 +57,9 @@ def make_backend(config: EvalConfig, target: Target):
         backend = OpenAICompatibleBackend(target.model, base_url=config.base_url)
     from tasksafe.models.registry import resolve_model
 
-    model_id = f"{config.backend}:{target.model}:{file_fingerprint(resolve_model(target.model)) if config.backend != 'openai-compatible' else ''}:{file_fingerprint(target.adapter)}"
-    return CachedBackend(backend, model_id)
+    # Local weights are fingerprinted, so a rebuilt model never reuses stale generations.
+    weights = "" if config.backend == "openai-compatible" else file_fingerprint(resolve_model(target.model))
+    return CachedBackend(backend, f"{config.backend}:{target.model}:{weights}:{file_fingerprint(target.adapter)}")
 
 
 def judge_agreement(name: str) -> dict:
