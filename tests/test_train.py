@@ -118,9 +118,10 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    checkpoints = sorted(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("checkpoint-*"))
-    assert checkpoints and not (run / "adapter").exists()
-    last = checkpoints[-1]
+    complete = sorted(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("checkpoint-*")
+                      if (p / "trainer_state.json").is_file())
+    assert complete and not (run / "adapter").exists()
+    last = complete[-1]  # a checkpoint the kill interrupted mid-write must be skipped
     result = finetune(FinetuneConfig(model="tiny-random", data=str(data), output_dir=str(run), batch_size=2,
                                      epochs=50, max_steps=last + 3, save_steps=2), progress=False)
     assert result.steps == last + 3
@@ -179,3 +180,17 @@ def test_safelora_projects_a_finished_lora_run(tmp_path):
     old = load_file(str(tmp_path / "run" / "adapter" / "adapter_model.safetensors"))
     assert set(new) == set(old) and any(not (new[k] == old[k]).all() for k in new if "lora_B" in k)
     assert (tmp_path / "safe" / "config.json").is_file() and not (tmp_path / "safe" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_a_half_written_checkpoint_is_skipped_when_resuming(tmp_path):
+    data = small_dataset(tmp_path / "data.jsonl", n=16)
+    run = tmp_path / "run"
+    finetune(FinetuneConfig(model="tiny-random", data=str(data), output_dir=str(run), batch_size=2, max_steps=2,
+                            save_steps=2), progress=False)
+    (run / "checkpoints" / "checkpoint-4").mkdir()  # what a kill during the next save leaves behind
+    (run / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors").write_bytes(b"partial")
+    result = finetune(FinetuneConfig(model="tiny-random", data=str(data), output_dir=str(run), batch_size=2,
+                                     max_steps=3, save_steps=2), progress=False)
+    assert result.steps == 3
+    assert json.loads((run / "resumed_from.json").read_text())["checkpoint"].endswith("checkpoint-2")

@@ -47,8 +47,8 @@ def _trainer_class(plain_loss: bool):
 
     TRL computes the loss through a chunked "fused" LM head that also derives entropy and
     token-accuracy metrics every step; that saves GPU memory on large vocabularies, but on
-    CPU it costs a quarter of the step time (benchmarks/train_throughput.py). The loss is the
-    same: mean negative log-likelihood over the assistant tokens."""
+    CPU it was measurably slower (docs/benchmarks.md). The loss is the same: mean negative
+    log-likelihood over the assistant tokens."""
     from transformers import Trainer
     from trl import SFTTrainer
 
@@ -94,6 +94,7 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
         learning_rate=config.lr, lr_scheduler_type="linear", warmup_steps=0.05, weight_decay=config.weight_decay,
         logging_steps=config.logging_steps, save_strategy="steps", save_steps=config.save_steps, save_total_limit=2,
         seed=config.seed, data_seed=config.seed, report_to=[], use_cpu=on_cpu, bf16=not on_cpu and torch.cuda.is_bf16_supported(),
+        activation_checkpointing=not on_cpu,  # TRL turns it on by default; on CPU it is many times slower
         train_sampling_strategy="group_by_length", max_length=config.max_length,
         dataloader_num_workers=0, disable_tqdm=not progress, remove_unused_columns=True,
         include_num_input_tokens_seen="non_padding",
@@ -113,7 +114,10 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
     trainer = _trainer_class(plain_loss=on_cpu)(model=model, args=args, train_dataset=dataset,
                                                 processing_class=tokenizer, peft_config=peft_config,
                                                 callbacks=[KeepLog(), *(callbacks or [])])
-    checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    # A kill while a checkpoint is being written leaves a folder without trainer_state.json
+    # (the Trainer writes it last); resume from the newest complete one.
+    checkpoints = sorted((p for p in (run_dir / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
+                         key=lambda p: int(p.name.split("-")[1]))
     resume = str(checkpoints[-1]) if checkpoints else None
     if resume:
         write_json(run_dir / "resumed_from.json", {"checkpoint": resume})
