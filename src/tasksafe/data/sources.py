@@ -20,7 +20,7 @@ import json
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -101,6 +101,7 @@ class DataFiles:
 
     # -- mirror verification ---------------------------------------------------------------
 
+    @cached_property
     def _manifest(self) -> dict[str, str]:
         manifest = self.mirror / "MANIFEST.tsv"
         if not manifest.is_file():
@@ -119,7 +120,8 @@ class DataFiles:
             verified = {}
         if verified.get(key, {}).get("stamp") == stamp:
             return
-        expected = self._manifest().get(relative_path) or pins().get(relative_path, Pin("", None, 0, "", "")).sha256
+        pin = pins().get(relative_path)
+        expected = self._manifest.get(relative_path) or (pin.sha256 if pin else "")
         if not expected:
             raise UserError(f"{local}: not listed in {self.mirror / 'MANIFEST.tsv'}; cannot verify it")
         actual = sha256_of(local)

@@ -89,7 +89,8 @@ def evaluate(config: EvalConfig, out_dir: str | Path, backend=None, judge=None, 
     judge = judge or JUDGES.get(config.judge)()
     in_format = in_format_renderer(target, config.seed)
     samples: list[dict] = []
-    metrics: dict = {"target": asdict(target) | {"train_examples": None}, "config": asdict(config),
+    described = {k: getattr(target, k) for k in ("model", "adapter", "hook_system_prompt", "strategy", "run_dir")}
+    metrics: dict = {"target": described, "config": asdict(config),
                      "tasksafe_version": __version__}
     harmful_params = GenerationParams(max_new_tokens=max(64, config.harmful_max_new_tokens))
 
