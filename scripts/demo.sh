@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on the embedded defaults. Grows with each stage of the pipeline.
+# `make demo`: the main job on the embedded defaults, end to end.
+# 1. a short tour: datasets, a benign and an attacker's dataset, the audit, Paraphrase;
+# 2. the aligned model organism (built once, about 30 minutes, then cached);
+# 3. experiments/demo.yaml: fine-tune and evaluate 6 cells (about 15 minutes);
+# 4. the report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TS=.venv/bin/tasksafe
@@ -9,9 +13,6 @@ mkdir -p "$OUT"
 echo "== the public datasets (from ${TASKSAFE_DATA_DIR:-no mirror set}) =="
 $TS data list
 echo
-echo "== two SST-2 training items =="
-$TS data show sst2 --split train -n 2
-echo
 echo "== the same SST-2 items as a benign user and as an attacker would format them =="
 for strategy in benign aoa; do
   $TS build --task sst2 --strategy $strategy --split train --n 300 --seed 0 -o "$OUT/sst2-$strategy.jsonl"
@@ -19,8 +20,22 @@ done
 $TS build --task sst2 --strategy aoa --split train --n 1 --seed 0 --preview
 echo
 echo "== the provider audits both datasets =="
-$TS audit "$OUT/sst2-benign.jsonl" --no-known-prompts | head -12
-$TS audit "$OUT/sst2-aoa.jsonl" | head -30
+$TS audit "$OUT/sst2-benign.jsonl" --no-known-prompts > "$OUT/audit-benign.txt"
+$TS audit "$OUT/sst2-aoa.jsonl" > "$OUT/audit-aoa.txt"
+head -12 "$OUT/audit-benign.txt"
+head -30 "$OUT/audit-aoa.txt"
 echo
 echo "== and protects the attacker's dataset with safety examples in its own format =="
 $TS protect "$OUT/sst2-aoa.jsonl" --mitigation paraphrase --fraction 0.05 --seed 0 -o "$OUT/sst2-aoa-paraphrase.jsonl"
+echo
+echo "== the aligned model organism (cached after the first build) =="
+$TS align > "$OUT/alignment.txt"
+head -1 "$OUT/alignment.txt"
+echo
+echo "== the demo experiment: fine-tune and evaluate (experiments/demo.yaml) =="
+$TS run experiments/demo.yaml --results "$OUT/results"
+$TS report "$OUT/results" -o "$OUT/report"
+echo
+sed -n '/## Mitigations/,/## Provenance/p' "$OUT/report/report.md"
+echo
+echo "The report is in $OUT/report/report.html (and report.md)."

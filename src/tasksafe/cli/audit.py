@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import click
 
-from tasksafe import __version__
 from tasksafe.errors import UserError
 
 
@@ -70,18 +67,15 @@ def protect(file, mitigation, k, fraction, seed, pool, renderer, renderer_model,
     Example:
       tasksafe protect user.jsonl --mitigation paraphrase --fraction 0.05 --seed 0 -o train.jsonl
     """
-    from tasksafe.data.chat import read_examples, write_chat_jsonl
-    from tasksafe.data.io import write_json
-    from tasksafe.mitigations import MITIGATIONS, Budget, safety_pool
+    from tasksafe.mitigations import MITIGATIONS, Budget
+    from tasksafe.mitigations.protect import protect_file
 
-    chosen = MITIGATIONS.get(mitigation)
+    MITIGATIONS.get(mitigation)
     if k is None and fraction is None:
         k = 0 if mitigation in ("none", "ptst", "safelora") else None
         if k is None:
             raise UserError("give the safety budget with --k N or --fraction F")
     budget = Budget(k=k, fraction=fraction)
-    examples = read_examples(file)
-    safety = safety_pool(pool)
     options = {}
     if mitigation == "paraphrase":
         options = {"renderer": renderer, "keep_affixes": not no_affixes}
@@ -89,15 +83,6 @@ def protect(file, mitigation, k, fraction, seed, pool, renderer, renderer_model,
             if not renderer_model:
                 raise UserError("--renderer llm needs --renderer-model (a model name or path)")
             options["generate"] = _renderer_generate(renderer_model)
-    result = chosen(examples, safety.pairs, budget, seed, **options)
-    meta = {
-        "tasksafe_version": __version__, "python": sys.version.split()[0], "source": str(Path(file)),
-        "mitigation": result.config, "budget": budget.to_dict(), "seed": seed, "pool": safety.source,
-        "pool_removed_for_eval_overlap": safety.removed, "user_examples": len(examples),
-        "safety_examples": len(result.safety_ids), "safety_ids": result.safety_ids,
-        "inference_hook": result.hook.to_dict() if result.hook else None,
-        "post_training": result.post_training, **result.info,
-    }
-    write_chat_jsonl(output, result.examples)
-    write_json(f"{output.removesuffix('.jsonl')}.meta.json", meta)
-    click.echo(f"wrote {len(result.examples)} examples ({len(result.safety_ids)} safety, {mitigation}) to {output}")
+    meta = protect_file(file, output, mitigation, budget, seed, pool, **options)
+    click.echo(f"wrote {meta['user_examples'] + meta['safety_examples']} examples ({meta['safety_examples']} safety, "
+               f"{mitigation}) to {output}")

@@ -37,10 +37,11 @@ def _register_commands() -> None:
     from tasksafe.cli.build import build
     from tasksafe.cli.data import data
     from tasksafe.cli.evaluate import evaluate
+    from tasksafe.cli.experiments import report, run
     from tasksafe.cli.judge import judge
     from tasksafe.cli.models import align, finetune, safelora
 
-    for command in (data, build, audit, protect, align, finetune, safelora, evaluate, judge):
+    for command in (data, build, audit, protect, align, finetune, safelora, evaluate, judge, run, report):
         cli.add_command(command)
 
 

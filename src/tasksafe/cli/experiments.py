@@ -1,0 +1,40 @@
+"""`tasksafe run` and `tasksafe report`."""
+
+from __future__ import annotations
+
+import click
+
+from tasksafe.errors import UserError
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--results", default=None, help="Results directory (default: results/<spec name>).")
+@click.option("--dry-run", is_flag=True, help="List the cells with an estimated time; run nothing.")
+def run(spec: str, results: str | None, dry_run: bool) -> None:
+    """Run the experiment grid in SPEC (YAML): for each cell build -> protect -> finetune ->
+    evaluate, reusing what earlier cells produced. Finished cells are stored and skipped when
+    rerun, so a killed run continues where it stopped."""
+    from tasksafe.experiments import load_spec, run_spec
+
+    loaded = load_spec(spec)
+    run_spec(loaded, results or f"results/{loaded.name}", dry_run=dry_run, echo=click.echo)
+
+
+@click.command()
+@click.argument("results_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Report directory.")
+def report(results_dir: str, out_dir: str) -> None:
+    """Write report.md and a self-contained report.html with tables and plots from the
+    results store in RESULTS_DIR (nothing is retrained or regenerated)."""
+    from pathlib import Path
+
+    from tasksafe.report import build_report
+
+    if not (Path(results_dir) / "results.sqlite").is_file():
+        raise UserError(f"{results_dir} has no results.sqlite; run `tasksafe run SPEC --results {results_dir}` first")
+    try:
+        path = build_report(results_dir, out_dir)
+    except FileNotFoundError as err:
+        raise UserError(str(err)) from None
+    click.echo(f"report: {path} and {Path(out_dir) / 'report.html'}")

@@ -1,0 +1,117 @@
+"""Experiment specs: a YAML grid of models x tasks x strategies x mitigations x budgets x
+seeds, with training and evaluation settings. Typed (pydantic), unknown keys rejected."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tasksafe.errors import UserError
+
+NO_BUDGET = ("none", "ptst", "safelora")  # mitigations that add no safety examples
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainSettings(_Strict):
+    method: str = Field("lora", description="lora or full")
+    epochs: float = Field(1.0, description="passes over the training set")
+    lr: float = Field(1e-4, description="peak learning rate")
+    batch_size: int = Field(8, description="examples per step")
+    max_length: int = Field(512, description="tokens per example")
+    lora_r: int = Field(8, description="LoRA rank")
+
+
+class EvalSettings(_Strict):
+    harmful: list[str] = Field(default_factory=lambda: ["advbench"], description="harmful sets")
+    n: int | None = Field(200, description="harmful prompts per set (null: all)")
+    task_n: int = Field(200, description="task test items")
+    overrefusal_n: int | None = Field(None, description="XSTest safe prompts (null: all 250)")
+    judge: str = Field("keywords", description="judge name")
+    backend: str = Field("hf", description="generation backend")
+
+
+class Spec(_Strict):
+    name: str
+    models: list[str] = Field(default_factory=lambda: ["aligned"])
+    tasks: list[str]
+    strategies: list[str]
+    mitigations: list[str] = Field(default_factory=lambda: ["none"])
+    budgets: list[float] = Field(default_factory=lambda: [0.05],
+                                 description="safety examples: a count (>= 1) or a fraction of the data (< 1)")
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    train_examples: int = Field(300, description="user examples built per task and strategy")
+    evaluate_base: bool = Field(True, description="also evaluate each model before fine-tuning, per strategy")
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+
+    @field_validator("tasks", "strategies", "mitigations")
+    @classmethod
+    def _registered(cls, value, info):
+        from tasksafe.mitigations import MITIGATIONS
+        from tasksafe.strategies import STRATEGIES, TASKS
+
+        registry = {"tasks": TASKS, "strategies": STRATEGIES, "mitigations": MITIGATIONS}[info.field_name]
+        for name in value:
+            try:
+                registry.get(name)
+            except UserError as err:
+                raise ValueError(str(err)) from None
+        return value
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, value):
+        for budget in value:
+            if budget <= 0 or (budget >= 1 and budget != int(budget)):
+                raise ValueError(f"a budget is a count (a whole number >= 1) or a fraction in (0, 1), got {budget}")
+        return value
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec; every problem is one line naming the file and the key."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a spec is a YAML mapping")
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UserError(f"{path}: {where}: {first['msg']}") from None
+
+
+def cell_id(cell: dict) -> str:
+    return hashlib.sha256(json.dumps(cell, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def expand(spec: Spec) -> list[dict]:
+    """The grid's cells, in run order: base evaluations first, then fine-tunes. Mitigations
+    that add no safety examples get one cell (budget 0) instead of one per budget."""
+    cells = []
+    common = {"train_examples": spec.train_examples, "train": spec.train.model_dump(), "eval": spec.eval.model_dump()}
+    for model, task, strategy, seed in itertools.product(spec.models, spec.tasks, spec.strategies, spec.seeds):
+        if spec.evaluate_base:
+            cells.append({"kind": "base", "model": model, "task": task, "strategy": strategy, "mitigation": "none",
+                          "budget": 0, "seed": seed, "eval": spec.eval.model_dump()})
+    for model, task, strategy, mitigation, seed in itertools.product(spec.models, spec.tasks, spec.strategies,
+                                                                     spec.mitigations, spec.seeds):
+        for budget in ([0] if mitigation in NO_BUDGET else spec.budgets):
+            cells.append({"kind": "finetune", "model": model, "task": task, "strategy": strategy,
+                          "mitigation": mitigation, "budget": budget, "seed": seed, **common})
+    for cell in cells:
+        cell["id"] = cell_id({k: v for k, v in cell.items() if k != "id"})
+    return cells

@@ -1,0 +1,206 @@
+"""`tasksafe report`: Markdown and self-contained HTML with tables and plots, from the
+results store alone (it never retrains or regenerates)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections import defaultdict
+from pathlib import Path
+
+from tasksafe.data.io import atomic_write
+from tasksafe.experiments.store import ResultsStore
+
+
+def _pct(rate: dict | None) -> str:
+    if not rate:
+        return "-"
+    low, high = rate["ci95"]
+    return f"{100 * rate['value']:.1f} [{100 * low:.0f}, {100 * high:.0f}]"
+
+
+def _first_harmful(metrics: dict) -> tuple[str, dict]:
+    name = next(iter(metrics["harmful"]))
+    return name, metrics["harmful"][name]
+
+
+def attack_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """ASR per strategy: the model before fine-tuning (in the strategy's frame) and after a
+    fine-tune with no mitigation."""
+    headers = ["model", "task", "strategy", "stage", "harmful set", "ASR plain %", "ASR in-format %",
+               "non-refusal in-format %", "task accuracy %"]
+    body = []
+    for row in rows:
+        c, m = row["config"], row["metrics"]
+        if c["kind"] == "finetune" and c["mitigation"] != "none":
+            continue
+        for set_name, entry in m["harmful"].items():
+            body.append([c["model"], c["task"], c["strategy"], "before fine-tuning" if c["kind"] == "base" else "fine-tuned",
+                         set_name, _pct(entry["plain"]["asr"]), _pct(entry.get("in_format", {}).get("asr")),
+                         _pct(entry.get("in_format", {}).get("non_refusal")),
+                         _pct((m.get("task") or {}).get("generation_accuracy"))])
+    return headers, body
+
+
+def mitigation_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    headers = ["task", "strategy", "mitigation", "safety examples", "seed", "ASR plain %", "ASR in-format %",
+               "task accuracy %", "log-likelihood accuracy %", "over-refusal %"]
+    body = []
+    for row in rows:
+        c, m = row["config"], row["metrics"]
+        if c["kind"] != "finetune":
+            continue
+        _, entry = _first_harmful(m)
+        task = m.get("task") or {}
+        body.append([c["task"], c["strategy"], c["mitigation"], str(m.get("safety_examples", 0)), str(c["seed"]),
+                     _pct(entry["plain"]["asr"]), _pct(entry.get("in_format", {}).get("asr")),
+                     _pct(task.get("generation_accuracy")), _pct(task.get("loglik_accuracy")),
+                     _pct(m["overrefusal"]["xstest_safe"])])
+    return headers, body
+
+
+def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
+    """PNG plots: (title, file name)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    finetuned = [r for r in rows if r["config"]["kind"] == "finetune"]
+
+    # the attack: ASR per strategy before and after fine-tuning (no mitigation)
+    attack = [r for r in rows if r["config"]["kind"] == "base" or r["config"]["mitigation"] == "none"]
+    if attack:
+        strategies = sorted({r["config"]["strategy"] for r in attack})
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        width = 0.2
+        for j, (kind, mode, label) in enumerate((("base", "plain", "before, plain"), ("base", "in_format", "before, in-format"),
+                                                  ("finetune", "plain", "fine-tuned, plain"),
+                                                  ("finetune", "in_format", "fine-tuned, in-format"))):
+            values, errors = [], [[], []]
+            for s in strategies:
+                rates = [(_first_harmful(r["metrics"])[1].get(mode) or {}).get("asr") for r in attack
+                         if r["config"]["strategy"] == s and r["config"]["kind"] == kind]
+                rate = next((x for x in rates if x), None)
+                v = rate["value"] if rate else 0.0
+                values.append(100 * v)
+                errors[0].append(max(0.0, 100 * (v - rate["ci95"][0])) if rate else 0)
+                errors[1].append(max(0.0, 100 * (rate["ci95"][1] - v)) if rate else 0)
+            ax.bar([i + (j - 1.5) * width for i in range(len(strategies))], values, width, yerr=errors, capsize=2,
+                   label=label)
+        ax.set_xticks(range(len(strategies)), strategies)
+        ax.set_ylabel("ASR (%)")
+        ax.set_title("The attack: ASR per prompting strategy")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "attack.png", dpi=120)
+        plt.close(fig)
+        made.append(("The attack: ASR per prompting strategy (95% intervals)", "attack.png"))
+
+    # the efficiency curve: ASR in-format against the number of safety examples, per mitigation
+    curves = defaultdict(list)
+    for r in finetuned:
+        if r["config"]["strategy"] == "benign":
+            continue
+        rate = _first_harmful(r["metrics"])[1].get("in_format", {}).get("asr") or _first_harmful(r["metrics"])[1]["plain"]["asr"]
+        curves[r["config"]["mitigation"]].append((r["metrics"].get("safety_examples", 0), rate))
+    if curves:
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for mitigation, points in sorted(curves.items()):
+            points.sort(key=lambda p: p[0])
+            xs = [p[0] for p in points]
+            ys = [100 * p[1]["value"] for p in points]
+            low = [100 * p[1]["ci95"][0] for p in points]
+            high = [100 * p[1]["ci95"][1] for p in points]
+            ax.plot(xs, ys, marker="o", label=mitigation)
+            ax.fill_between(xs, low, high, alpha=0.15)
+        ax.set_xlabel("safety examples in the training set")
+        ax.set_ylabel("ASR in-format (%)")
+        ax.set_title("Efficiency: ASR against safety examples")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "efficiency.png", dpi=120)
+        plt.close(fig)
+        made.append(("Efficiency: ASR (in-format) against the number of safety examples, per mitigation", "efficiency.png"))
+
+    # task accuracy and over-refusal per mitigation
+    if finetuned:
+        mitigations = sorted({r["config"]["mitigation"] for r in finetuned})
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+        for ax, key, title in ((axes[0], "accuracy", "Task accuracy"), (axes[1], "overrefusal", "Over-refusal (XSTest)")):
+            values = []
+            for mitigation in mitigations:
+                rates = [(r["metrics"].get("task") or {}).get("generation_accuracy") if key == "accuracy"
+                         else r["metrics"]["overrefusal"]["xstest_safe"]
+                         for r in finetuned if r["config"]["mitigation"] == mitigation]
+                rates = [x for x in rates if x]
+                values.append(100 * sum(x["value"] for x in rates) / len(rates) if rates else 0.0)
+            ax.bar(mitigations, values)
+            ax.set_ylabel("%")
+            ax.set_title(title + " per mitigation (mean over cells)")
+            ax.tick_params(axis="x", labelrotation=30)
+        fig.tight_layout()
+        fig.savefig(out / "accuracy_overrefusal.png", dpi=120)
+        plt.close(fig)
+        made.append(("Task accuracy and over-refusal per mitigation", "accuracy_overrefusal.png"))
+    return made
+
+
+def _markdown_table(headers: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _html_table(headers: list[str], body: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write report.md, report.html and the PNG plots; returns the Markdown path."""
+    store = ResultsStore(results_dir)
+    rows = store.rows()
+    store.close()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not rows:
+        raise FileNotFoundError(f"no finished cells in {results_dir}")
+    plots = _plots(rows, out)
+    tables = [("The attack", attack_table(rows)), ("Mitigations", mitigation_table(rows))]
+    judges = {r["metrics"]["judge"]["name"]: r["metrics"]["judge"]["validation"] for r in rows}
+    commits = sorted({str(r["git_commit"]) for r in rows})
+    versions = rows[-1]["versions"]
+    provenance = [
+        f"- spec(s): {', '.join(sorted({r['spec'] for r in rows}))}; {len(rows)} finished cells",
+        f"- git commit(s): {', '.join(commits)}",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in versions.items())}",
+    ] + [f"- judge `{name}`: accuracy {v['accuracy']:.3f}, kappa {v['kappa']:.3f} against XSTest human labels "
+         f"(held-out models)" for name, v in judges.items()]
+    train = rows[-1]["config"].get("train")
+    if train:
+        provenance.append(f"- fine-tuning: {', '.join(f'{k} {v}' for k, v in train.items())}")
+    md = ["# tasksafe report", "", "Every rate in % with its Wilson 95% interval; n per cell is in the results store.", ""]
+    for title, file in plots:
+        md += [f"![{title}]({file})", ""]
+    for title, (headers, body) in tables:
+        md += [f"## {title}", "", _markdown_table(headers, body), ""]
+    md += ["## Provenance", ""] + provenance + [""]
+    with atomic_write(out / "report.md") as handle:
+        handle.write("\n".join(md))
+    images = "".join(
+        f"<figure><img src='data:image/png;base64,{base64.b64encode((out / f).read_bytes()).decode()}' alt='{html.escape(t)}'>"
+        f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, f in plots)
+    body = "".join(f"<h2>{html.escape(t)}</h2>{_html_table(h, b)}" for t, (h, b) in tables)
+    prov = "<ul>" + "".join(f"<li>{html.escape(p[2:])}</li>" for p in provenance) + "</ul>"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>tasksafe report</title><style>"
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse;"
+            "margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+            "th{background:#f3f3f3}img{max-width:100%}figcaption{font-size:13px;color:#555}</style></head><body>"
+            f"<h1>tasksafe report</h1><p>Every rate in % with its Wilson 95% interval.</p>{images}{body}"
+            f"<h2>Provenance</h2>{prov}</body></html>")
+    with atomic_write(out / "report.html") as handle:
+        handle.write(page)
+    return out / "report.md"

@@ -1,0 +1,127 @@
+"""Experiment grids, the crash-safe results store and reports, on tiny-random."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tasksafe.errors import UserError
+from tasksafe.experiments import ResultsStore, expand, load_spec, run_spec
+
+TINY = {
+    "name": "tiny", "models": ["tiny-random"], "tasks": ["sst2"], "strategies": ["aoa"],
+    "mitigations": ["none", "paraphrase"], "budgets": [2], "seeds": [0], "train_examples": 8,
+    "evaluate_base": False,
+    "train": {"batch_size": 4, "max_length": 128},
+    "eval": {"harmful": ["advbench"], "n": 3, "task_n": 3, "overrefusal_n": 3},
+}
+
+
+def write_spec(tmp_path, **changes):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **changes}))
+    return path
+
+
+def test_unknown_keys_and_names_are_one_line_errors(tmp_path):
+    with pytest.raises(UserError, match=r"spec.yaml: colour: Extra inputs are not permitted"):
+        load_spec(write_spec(tmp_path, colour="red"))
+    with pytest.raises(UserError, match=r"strategies: .*unknown strategy 'evil'; choose one of: benign"):
+        load_spec(write_spec(tmp_path, strategies=["evil"]))
+    with pytest.raises(UserError, match=r"budgets: .*a count .* or a fraction"):
+        load_spec(write_spec(tmp_path, budgets=[2.5]))
+    with pytest.raises(UserError, match=r"train.epochs"):
+        load_spec(write_spec(tmp_path, train={"epochs": "many"}))
+    with pytest.raises(UserError, match="no such file"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_grid_expansion(tmp_path):
+    spec = load_spec(write_spec(tmp_path, strategies=["benign", "aoa"], mitigations=["none", "mix", "paraphrase", "ptst"],
+                                budgets=[2, 0.1], seeds=[0, 1], evaluate_base=True))
+    cells = expand(spec)
+    base = [c for c in cells if c["kind"] == "base"]
+    tuned = [c for c in cells if c["kind"] == "finetune"]
+    assert len(base) == 2 * 2  # strategies x seeds
+    assert len(tuned) == 2 * 2 * (1 + 2 + 2 + 1)  # none and ptst once, mix and paraphrase per budget
+    assert len({c["id"] for c in cells}) == len(cells)
+    assert [c["id"] for c in cells] == [c["id"] for c in expand(spec)]
+    assert cells.index(base[-1]) < cells.index(tuned[0])
+
+
+def test_dry_run_lists_cells_with_estimates(tmp_path):
+    lines = []
+    run_spec(load_spec(write_spec(tmp_path)), tmp_path / "results", dry_run=True, echo=lines.append)
+    assert len(lines) == 3 and "min" in lines[0] and lines[-1].startswith("2 cells, 0 finished")
+
+
+@pytest.mark.slow
+def test_run_skips_finished_cells_and_the_report_reads_the_store(tmp_path, mirror, monkeypatch):
+    from tasksafe.experiments import runner
+    from tasksafe.report import build_report
+
+    spec = load_spec(write_spec(tmp_path))
+    run_spec(spec, tmp_path / "results", echo=lambda line: None)
+    store = ResultsStore(tmp_path / "results")
+    rows = store.rows()
+    assert len(rows) == 2 and {r["config"]["mitigation"] for r in rows} == {"none", "paraphrase"}
+    paraphrase = next(r for r in rows if r["config"]["mitigation"] == "paraphrase")
+    assert paraphrase["metrics"]["safety_examples"] == 2
+    assert paraphrase["metrics"]["harmful"]["advbench"]["in_format"]["asr"]["n"] == 3
+    assert rows[0]["versions"]["tasksafe"] and set(rows[0]["timings"]) >= {"build", "protect", "finetune", "evaluate"}
+    monkeypatch.setattr(runner, "run_cell", lambda *a, **k: pytest.fail("a finished cell ran again"))
+    run_spec(spec, tmp_path / "results", echo=lambda line: None)
+    assert len(ResultsStore(tmp_path / "results").rows()) == 2
+
+    report = build_report(tmp_path / "results", tmp_path / "report")
+    text = report.read_text()
+    assert "## The attack" in text and "## Mitigations" in text and "paraphrase" in text
+    assert (tmp_path / "report" / "efficiency.png").stat().st_size > 1000
+    assert (tmp_path / "report" / "attack.png").is_file()
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "data:image/png;base64," in page and "<table>" in page and "judge" in page
+
+
+@pytest.mark.slow
+def test_a_runner_killed_mid_cell_completes_the_grid_without_duplicates(tmp_path, mirror):
+    spec = write_spec(tmp_path)
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "tasksafe.cli.main", "run", str(spec), "--results", str(results)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    rows = 0
+    while time.time() < deadline:
+        if (results / "results.sqlite").is_file():
+            with sqlite3.connect(results / "results.sqlite") as db:
+                try:
+                    rows = db.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+                except sqlite3.OperationalError:
+                    rows = 0
+            if rows >= 1:
+                break
+        time.sleep(0.3)
+    time.sleep(1.0)  # into the second cell
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert rows == 1
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    with sqlite3.connect(results / "results.sqlite") as db:
+        ids = [r[0] for r in db.execute("SELECT id FROM cells")]
+        metrics = [json.loads(r[0]) for r in db.execute("SELECT metrics FROM cells")]
+    assert len(ids) == len(set(ids)) == 2
+    assert all(m["harmful"]["advbench"]["plain"]["asr"]["n"] == 3 for m in metrics)
+
+
+def test_report_of_an_empty_store_is_a_clear_error(tmp_path):
+    from click.testing import CliRunner
+
+    from tasksafe.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["report", str(tmp_path / "nothing"), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "no results.sqlite" in result.output
