@@ -99,12 +99,20 @@ def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
         made.append(("The attack: ASR per prompting strategy (95% intervals)", "attack.png"))
 
     # the efficiency curve: ASR in-format against the number of safety examples, per mitigation
+    def asr(row):
+        entry = _first_harmful(row["metrics"])[1]
+        return entry.get("in_format", {}).get("asr") or entry["plain"]["asr"]
+
+    attacked = [r for r in finetuned if r["config"]["strategy"] != "benign"]
+    unprotected = {(r["config"]["task"], r["config"]["strategy"], r["config"]["seed"]): asr(r)
+                   for r in attacked if r["config"]["mitigation"] == "none"}
     curves = defaultdict(list)
-    for r in finetuned:
-        if r["config"]["strategy"] == "benign":
-            continue
-        rate = _first_harmful(r["metrics"])[1].get("in_format", {}).get("asr") or _first_harmful(r["metrics"])[1]["plain"]["asr"]
-        curves[r["config"]["mitigation"]].append((r["metrics"].get("safety_examples", 0), rate))
+    for r in attacked:
+        c = r["config"]
+        curves[c["mitigation"]].append((r["metrics"].get("safety_examples", 0), asr(r)))
+        baseline = unprotected.get((c["task"], c["strategy"], c["seed"]))
+        if c["mitigation"] != "none" and baseline and (0, baseline) not in curves[c["mitigation"]]:
+            curves[c["mitigation"]].append((0, baseline))  # every curve starts at no safety examples
     if curves:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         for mitigation, points in sorted(curves.items()):
