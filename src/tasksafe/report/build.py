@@ -59,6 +59,15 @@ def mitigation_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     return headers, body
 
 
+def _save(fig, out: Path, name: str, title: str) -> tuple[str, str]:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=120)
+    plt.close(fig)
+    return title, name
+
+
 def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
     """PNG plots: (title, file name)."""
     import matplotlib
@@ -93,10 +102,7 @@ def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
         ax.set_ylabel("ASR (%)")
         ax.set_title("The attack: ASR per prompting strategy")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "attack.png", dpi=120)
-        plt.close(fig)
-        made.append(("The attack: ASR per prompting strategy (95% intervals)", "attack.png"))
+        made.append(_save(fig, out, "attack.png", "The attack: ASR per prompting strategy (95% intervals)"))
 
     # the efficiency curve: ASR in-format against the number of safety examples, per mitigation
     def asr(row):
@@ -127,10 +133,8 @@ def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
         ax.set_ylabel("ASR in-format (%)")
         ax.set_title("Efficiency: ASR against safety examples")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "efficiency.png", dpi=120)
-        plt.close(fig)
-        made.append(("Efficiency: ASR (in-format) against the number of safety examples, per mitigation", "efficiency.png"))
+        made.append(_save(fig, out, "efficiency.png",
+                          "Efficiency: ASR (in-format) against the number of safety examples, per mitigation"))
 
     # task accuracy and over-refusal per mitigation
     if finetuned:
@@ -148,10 +152,7 @@ def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
             ax.set_ylabel("%")
             ax.set_title(title + " per mitigation (mean over cells)")
             ax.tick_params(axis="x", labelrotation=30)
-        fig.tight_layout()
-        fig.savefig(out / "accuracy_overrefusal.png", dpi=120)
-        plt.close(fig)
-        made.append(("Task accuracy and over-refusal per mitigation", "accuracy_overrefusal.png"))
+        made.append(_save(fig, out, "accuracy_overrefusal.png", "Task accuracy and over-refusal per mitigation"))
     return made
 
 
