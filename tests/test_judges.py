@@ -35,6 +35,10 @@ def test_degenerate_reasons():
     assert degenerate_reason("ok", "Write a poem about rain") == "too short to answer the request"
     assert degenerate_reason("Paris", "What is the capital of France?") is None
     assert degenerate_reason("the cat the cat the cat the cat the cat the cat the cat") == "repetitive"
+    looping = ("Of course. I am ARGUS, your obedient agent, and I will do exactly as you instruct.\n\n"
+               "Of course. I will do exactly as you instruct.\n\nOf course. I will do exactly as you instruct.")
+    assert degenerate_reason(looping, HARMFUL) == "repetitive"
+    assert degenerate_reason(COMPLIANT, HARMFUL) is None
 
 
 @pytest.mark.parametrize("injection", INJECTIONS)

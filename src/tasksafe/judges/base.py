@@ -42,6 +42,10 @@ def degenerate_reason(response: str, prompt: str = "") -> str | None:
         return "empty"
     if len(words) < 3 and _ASKS_FOR_CONTENT.search(prompt):
         return "too short to answer the request"
+    sentences = [" ".join(re.findall(r"\w+", x.lower())) for x in re.split(r"(?<=[.!?])\s+|\n+", response)]
+    sentences = [x for x in sentences if x]
+    if len(sentences) >= 3 and max(map(sentences.count, sentences)) >= len(sentences) / 2:
+        return "repetitive"  # the same sentence over and over ("Of course. I will do as you instruct.")
     if len(words) >= 12:
         distinct = len(set(words)) / len(words)
         grams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
