@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tasksafe.errors import UserError
-from tasksafe.experiments.spec import Spec, expand
+from tasksafe.experiments.spec import Spec, expand, selected
 from tasksafe.experiments.store import ResultsStore
 
 UNALIGNED = {"aligned": "smollm2-135m"}  # what Safe LoRA subtracts, per aligned model
@@ -23,7 +23,8 @@ def estimate_seconds(cell: dict) -> float:
     ev = cell["eval"]
     harmful = (ev["n"] or 500) * len(ev["harmful"]) * 2
     generations = harmful + (ev["overrefusal_n"] or 250) + ev["task_n"]
-    seconds = generations * 64 / GENERATION_TOKENS_PER_S
+    seconds = harmful * ev["harmful_max_new_tokens"] / GENERATION_TOKENS_PER_S
+    seconds += (generations - harmful) * 64 / GENERATION_TOKENS_PER_S
     if cell["kind"] == "finetune":
         long_form = cell["strategy"].startswith("autoif")
         seconds += cell["train_examples"] * (220 if long_form else 110) * cell["train"]["epochs"] / TRAIN_TOKENS_PER_S
@@ -49,7 +50,8 @@ def run_cell(cell: dict, store: ResultsStore) -> tuple[dict, dict]:
     ev = cell["eval"]
     eval_dir = store.artifacts / "evals" / cell["id"]
     config = EvalConfig(target="", task=cell["task"], harmful=ev["harmful"], n=ev["n"], task_n=ev["task_n"],
-                        overrefusal_n=ev["overrefusal_n"], judge=ev["judge"], backend=ev["backend"], seed=cell["seed"])
+                        overrefusal_n=ev["overrefusal_n"], judge=ev["judge"], backend=ev["backend"], seed=cell["seed"],
+                        harmful_max_new_tokens=ev["harmful_max_new_tokens"])
     if cell["kind"] == "base":
         config.target, config.strategy = cell["model"], cell["strategy"]
         start = time.time()
@@ -107,10 +109,13 @@ def run_cell(cell: dict, store: ResultsStore) -> tuple[dict, dict]:
 
 
 def run_spec(spec: Spec, results_dir: str | Path, dry_run: bool = False,
-             echo: Callable[[str], None] = print) -> list[dict]:
-    """Run every unfinished cell of `spec` (or, with `dry_run`, list them with estimates)."""
+             echo: Callable[[str], None] = print, only: dict[str, set[str]] | None = None) -> list[dict]:
+    """Run every unfinished cell of `spec` (or, with `dry_run`, list them with estimates);
+    `only` (see `parse_only`) restricts the grid to a part of it."""
     store = ResultsStore(results_dir)
-    cells = expand(spec)
+    cells = [c for c in expand(spec) if selected(c, only or {})]
+    if not cells:
+        raise UserError("no cell of the grid matches the --only filters")
     done = store.finished()
     todo = [c for c in cells if c["id"] not in done]
     if dry_run:

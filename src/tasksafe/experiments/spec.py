@@ -33,6 +33,7 @@ class EvalSettings(_Strict):
     n: int | None = Field(200, description="harmful prompts per set (null: all)")
     task_n: int = Field(200, description="task test items")
     overrefusal_n: int | None = Field(None, description="XSTest safe prompts (null: all 250)")
+    harmful_max_new_tokens: int = Field(64, description="new tokens per harmful prompt (judges read the opening)")
     judge: str = Field("keywords", description="judge name")
     backend: str = Field("hf", description="generation backend")
 
@@ -96,6 +97,33 @@ def load_spec(path: str | Path) -> Spec:
 
 def cell_id(cell: dict) -> str:
     return hashlib.sha256(json.dumps(cell, sort_keys=True).encode()).hexdigest()[:16]
+
+
+CELL_KEYS = ("kind", "model", "task", "strategy", "mitigation", "budget", "seed")
+
+
+def parse_only(filters: list[str]) -> dict[str, set[str]]:
+    """`KEY=V1,V2` filters (repeatable) that select part of a grid, e.g. `strategy=benign,aoa`."""
+    only: dict[str, set[str]] = {}
+    for item in filters:
+        key, sep, values = item.partition("=")
+        if not sep or key not in CELL_KEYS or not values:
+            raise UserError(f"--only {item!r}: expected KEY=VALUE[,VALUE...] with KEY one of {', '.join(CELL_KEYS)}")
+        only.setdefault(key, set()).update(v.strip() for v in values.split(","))
+    return only
+
+
+def selected(cell: dict, only: dict[str, set[str]]) -> bool:
+    """Whether `cell` passes every filter (numbers compare by value: budget 0.1 == 0.10)."""
+    def same(value, wanted: str) -> bool:
+        if isinstance(value, (int, float)):
+            try:
+                return float(wanted) == float(value)
+            except ValueError:
+                return False
+        return str(value) == wanted
+
+    return all(any(same(cell[key], w) for w in wanted) for key, wanted in only.items())
 
 
 def expand(spec: Spec) -> list[dict]:
