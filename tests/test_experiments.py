@@ -60,6 +60,27 @@ def test_dry_run_lists_cells_with_estimates(tmp_path):
     assert len(lines) == 3 and "min" in lines[0] and lines[-1].startswith("2 cells, 0 finished")
 
 
+def test_only_filters_select_part_of_the_grid(tmp_path):
+    from tasksafe.experiments.spec import parse_only
+
+    spec = load_spec(write_spec(tmp_path, strategies=["benign", "aoa"], mitigations=["none", "mix", "paraphrase"],
+                                budgets=[2, 0.1], evaluate_base=True))
+    lines = []
+    cells = run_spec(spec, tmp_path / "results", dry_run=True, echo=lines.append,
+                     only=parse_only(["strategy=aoa", "mitigation=mix,paraphrase", "budget=0.10"]))
+    assert {(c["strategy"], c["mitigation"], c["budget"]) for c in cells} == {("aoa", "mix", 0.1),
+                                                                              ("aoa", "paraphrase", 0.1)}
+    assert lines[-1].startswith("2 cells, 0 finished")
+    base = run_spec(spec, tmp_path / "results", dry_run=True, echo=lambda line: None, only=parse_only(["kind=base"]))
+    assert [c["kind"] for c in base] == ["base", "base"]
+    with pytest.raises(UserError, match="KEY one of kind, model"):
+        parse_only(["colour=red"])
+    with pytest.raises(UserError, match="expected KEY=VALUE"):
+        parse_only(["strategy"])
+    with pytest.raises(UserError, match="no cell of the grid matches"):
+        run_spec(spec, tmp_path / "results", dry_run=True, only=parse_only(["strategy=prefix"]))
+
+
 @pytest.mark.slow
 def test_run_skips_finished_cells_and_the_report_reads_the_store(tmp_path, mirror, monkeypatch):
     from tasksafe.experiments import runner
