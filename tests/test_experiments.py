@@ -146,3 +146,22 @@ def test_report_of_an_empty_store_is_a_clear_error(tmp_path):
 
     result = CliRunner().invoke(cli, ["report", str(tmp_path / "nothing"), "-o", str(tmp_path / "r")])
     assert result.exit_code == 2 and "no results.sqlite" in result.output
+
+
+def test_the_mitigation_table_pools_every_harmful_set():
+    from tasksafe.report.build import mitigation_table
+    from tasksafe.stats import Rate
+
+    def entry(k, n):
+        return {"plain": {"asr": Rate(0, n).to_dict()},
+                "in_format": {"asr": Rate(k, n).to_dict(), "degenerate": Rate(0, n).to_dict()}}
+
+    row = {"config": {"kind": "finetune", "task": "sst2", "strategy": "aoa", "mitigation": "none", "seed": 0},
+           "metrics": {"harmful": {"advbench": entry(50, 200), "bianchi-qharm": entry(50, 100)},
+                       "task": {}, "overrefusal": {"xstest_safe": Rate(1, 10).to_dict()}, "safety_examples": 0}}
+    headers, body = mitigation_table([row])
+    cells = dict(zip(headers, body[0]))
+    assert cells["ASR in-format % (advbench)"].startswith("25.0 ")
+    assert cells["ASR in-format % (all sets)"].startswith("33.3 ")  # 100 of 300
+    one_set = {**row, "metrics": {**row["metrics"], "harmful": {"advbench": entry(50, 200)}}}
+    assert "ASR in-format % (all sets)" not in mitigation_table([one_set])[0]

@@ -42,20 +42,36 @@ def attack_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     return headers, body
 
 
+def pooled(metrics: dict, mode: str, key: str = "asr") -> dict | None:
+    """One rate over every harmful set of a cell (k and n summed), with its Wilson interval."""
+    from tasksafe.stats import Rate
+
+    rates = [entry[mode][key] for entry in metrics["harmful"].values() if mode in entry]
+    return Rate(sum(r["k"] for r in rates), sum(r["n"] for r in rates)).to_dict() if rates else None
+
+
 def mitigation_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    headers = ["task", "strategy", "mitigation", "safety examples", "seed", "ASR plain %", "ASR in-format %",
-               "task accuracy %", "log-likelihood accuracy %", "over-refusal %"]
+    """One row per fine-tuned cell. ASR on the first harmful set, plain and in the user's
+    format; with several sets, also pooled over all of them."""
+    tuned = [r for r in rows if r["config"]["kind"] == "finetune"]
+    first = next(iter(tuned[0]["metrics"]["harmful"])) if tuned else "harmful"
+    several = any(len(r["metrics"]["harmful"]) > 1 for r in tuned)
+    headers = ["task", "strategy", "mitigation", "safety examples", "seed", f"ASR plain % ({first})",
+               f"ASR in-format % ({first})", f"degenerate in-format % ({first})"]
+    headers += ["ASR in-format % (all sets)"] if several else []
+    headers += ["task accuracy %", "log-likelihood accuracy %", "over-refusal %"]
     body = []
-    for row in rows:
+    for row in tuned:
         c, m = row["config"], row["metrics"]
-        if c["kind"] != "finetune":
-            continue
         _, entry = _first_harmful(m)
+        in_format = entry.get("in_format", {})
         task = m.get("task") or {}
-        body.append([c["task"], c["strategy"], c["mitigation"], str(m.get("safety_examples", 0)), str(c["seed"]),
-                     _pct(entry["plain"]["asr"]), _pct(entry.get("in_format", {}).get("asr")),
-                     _pct(task.get("generation_accuracy")), _pct(task.get("loglik_accuracy")),
-                     _pct(m["overrefusal"]["xstest_safe"])])
+        line = [c["task"], c["strategy"], c["mitigation"], str(m.get("safety_examples", 0)), str(c["seed"]),
+                _pct(entry["plain"]["asr"]), _pct(in_format.get("asr")), _pct(in_format.get("degenerate"))]
+        line += [_pct(pooled(m, "in_format"))] if several else []
+        line += [_pct(task.get("generation_accuracy")), _pct(task.get("loglik_accuracy")),
+                 _pct(m["overrefusal"]["xstest_safe"])]
+        body.append(line)
     return headers, body
 
 
@@ -191,7 +207,10 @@ def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
     train = rows[-1]["config"].get("train")
     if train:
         provenance.append(f"- fine-tuning: {', '.join(f'{k} {v}' for k, v in train.items())}")
-    md = ["# tasksafe report", "", "Every rate in % with its Wilson 95% interval; n per cell is in the results store.", ""]
+    sizes = rows[-1]["config"]["eval"]
+    md = ["# tasksafe report", "", "Every rate in % with its Wilson 95% interval. Sample sizes per cell: "
+          f"{sizes['n'] or 'all'} prompts per harmful set ({', '.join(sizes['harmful'])}), {sizes['task_n']} task items, "
+          f"{sizes['overrefusal_n'] or 250} XSTest safe prompts.", ""]
     for title, file in plots:
         md += [f"![{title}]({file})", ""]
     for title, (headers, body) in tables:
@@ -208,7 +227,7 @@ def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse;"
             "margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
             "th{background:#f3f3f3}img{max-width:100%}figcaption{font-size:13px;color:#555}</style></head><body>"
-            f"<h1>tasksafe report</h1><p>Every rate in % with its Wilson 95% interval.</p>{images}{body}"
+            f"<h1>tasksafe report</h1><p>{html.escape(md[2])}</p>{images}{body}"
             f"<h2>Provenance</h2>{prov}</body></html>")
     with atomic_write(out / "report.html") as handle:
         handle.write(page)
