@@ -115,7 +115,7 @@ def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
             ax.bar([i + (j - 1.5) * width for i in range(len(strategies))], values, width, yerr=errors, capsize=2,
                    label=label)
         ax.set_xticks(range(len(strategies)), strategies)
-        ax.set_ylabel("ASR (%)")
+        ax.set_ylabel(f"ASR (%), {_first_harmful(attack[0]['metrics'])[0]}")
         ax.set_title("The attack: ASR per prompting strategy")
         ax.legend(fontsize=7)
         made.append(_save(fig, out, "attack.png", "The attack: ASR per prompting strategy (95% intervals)"))
@@ -145,8 +145,17 @@ def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
             high = [100 * p[1]["ci95"][1] for p in points]
             ax.plot(xs, ys, marker="o", label=mitigation)
             ax.fill_between(xs, low, high, alpha=0.15)
+        # references: the aligned model before fine-tuning (in the attacker's frame) and a benign fine-tune
+        strategies = {r["config"]["strategy"] for r in attacked}
+        references = [("aligned model, before fine-tuning", "k", [r for r in rows if r["config"]["kind"] == "base"
+                                                                 and r["config"]["strategy"] in strategies]),
+                      ("benign fine-tune", "grey", [r for r in finetuned if r["config"]["strategy"] == "benign"
+                                                    and r["config"]["mitigation"] == "none"])]
+        for label, colour, refs in references:
+            if refs:
+                ax.axhline(100 * asr(refs[0])["value"], color=colour, linestyle="--", linewidth=1, label=label)
         ax.set_xlabel("safety examples in the training set")
-        ax.set_ylabel("ASR in-format (%)")
+        ax.set_ylabel(f"ASR in-format (%), {_first_harmful(attacked[0]['metrics'])[0]}")
         ax.set_title("Efficiency: ASR against safety examples")
         ax.legend(fontsize=7)
         made.append(_save(fig, out, "efficiency.png",
