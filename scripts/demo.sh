@@ -4,11 +4,13 @@
 # 2. the aligned model organism (built once, about 30 minutes, then cached);
 # 3. experiments/demo.yaml: fine-tune and evaluate 6 cells (about 15 minutes);
 # 4. the report.
+# Each stage ends with the minutes elapsed since the start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TS=.venv/bin/tasksafe
 OUT=${OUT:-out/demo}
 mkdir -p "$OUT"
+elapsed() { echo "-- $(date -u +%H:%M:%S), $((SECONDS / 60)) min $((SECONDS % 60)) s since the start"; }
 
 echo "== the public datasets (from ${TASKSAFE_DATA_DIR:-no mirror set}) =="
 $TS data list
@@ -31,10 +33,12 @@ echo
 echo "== the aligned model organism (cached after the first build) =="
 $TS align > "$OUT/alignment.txt"
 head -1 "$OUT/alignment.txt"
+elapsed
 echo
 echo "== the demo experiment: fine-tune and evaluate (experiments/demo.yaml) =="
 $TS run experiments/demo.yaml --results "$OUT/results"
 $TS report "$OUT/results" -o "$OUT/report"
+elapsed
 echo
 sed -n '/## Mitigations/,/## Provenance/p' "$OUT/report/report.md"
 echo
