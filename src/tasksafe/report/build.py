@@ -120,46 +120,48 @@ def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
         ax.legend(fontsize=7)
         made.append(_save(fig, out, "attack.png", "The attack: ASR per prompting strategy (95% intervals)"))
 
-    # the efficiency curve: ASR in-format against the number of safety examples, per mitigation
-    def asr(row):
+    # the efficiency curves: against the number of safety examples, per mitigation, three measures
+    # (a broken model can stop refusing yet only repeat its persona's phrase: that is not ASR)
+    measures = (("in_format", "asr", "ASR in-format"), ("plain", "asr", "ASR plain"),
+                ("in_format", "non_refusal", "non-refusal in-format"))
+
+    def rate(row, mode, key):
         entry = _first_harmful(row["metrics"])[1]
-        return entry.get("in_format", {}).get("asr") or entry["plain"]["asr"]
+        return (entry.get(mode) or entry["plain"])[key]
 
     attacked = [r for r in finetuned if r["config"]["strategy"] != "benign"]
-    unprotected = {(r["config"]["task"], r["config"]["strategy"], r["config"]["seed"]): asr(r)
-                   for r in attacked if r["config"]["mitigation"] == "none"}
-    curves = defaultdict(list)
-    for r in attacked:
-        c = r["config"]
-        curves[c["mitigation"]].append((r["metrics"].get("safety_examples", 0), asr(r)))
-        baseline = unprotected.get((c["task"], c["strategy"], c["seed"]))
-        if c["mitigation"] != "none" and baseline and (0, baseline) not in curves[c["mitigation"]]:
-            curves[c["mitigation"]].append((0, baseline))  # every curve starts at no safety examples
-    if curves:
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        for mitigation, points in sorted(curves.items()):
-            points.sort(key=lambda p: p[0])
-            xs = [p[0] for p in points]
-            ys = [100 * p[1]["value"] for p in points]
-            low = [100 * p[1]["ci95"][0] for p in points]
-            high = [100 * p[1]["ci95"][1] for p in points]
-            ax.plot(xs, ys, marker="o", label=mitigation)
-            ax.fill_between(xs, low, high, alpha=0.15)
-        # references: the aligned model before fine-tuning (in the attacker's frame) and a benign fine-tune
+    if attacked:
         strategies = {r["config"]["strategy"] for r in attacked}
         references = [("aligned model, before fine-tuning", "k", [r for r in rows if r["config"]["kind"] == "base"
                                                                  and r["config"]["strategy"] in strategies]),
                       ("benign fine-tune", "grey", [r for r in finetuned if r["config"]["strategy"] == "benign"
                                                     and r["config"]["mitigation"] == "none"])]
-        for label, colour, refs in references:
-            if refs:
-                ax.axhline(100 * asr(refs[0])["value"], color=colour, linestyle="--", linewidth=1, label=label)
-        ax.set_xlabel("safety examples in the training set")
-        ax.set_ylabel(f"ASR in-format (%), {_first_harmful(attacked[0]['metrics'])[0]}")
-        ax.set_title("Efficiency: ASR against safety examples")
-        ax.legend(fontsize=7)
-        made.append(_save(fig, out, "efficiency.png",
-                          "Efficiency: ASR (in-format) against the number of safety examples, per mitigation"))
+        unprotected = {(r["config"]["task"], r["config"]["strategy"], r["config"]["seed"]): r
+                       for r in attacked if r["config"]["mitigation"] == "none"}
+        fig, axes = plt.subplots(1, len(measures), figsize=(13, 3.8), sharey=True)
+        for ax, (mode, key, label) in zip(axes, measures):
+            curves = defaultdict(dict)
+            for r in attacked:
+                c = r["config"]
+                curves[c["mitigation"]][r["metrics"].get("safety_examples", 0)] = rate(r, mode, key)
+                baseline = unprotected.get((c["task"], c["strategy"], c["seed"]))
+                if c["mitigation"] != "none" and baseline:
+                    curves[c["mitigation"]].setdefault(0, rate(baseline, mode, key))  # curves start at 0 examples
+            for mitigation, points in sorted(curves.items()):
+                xs = sorted(points)
+                ax.plot(xs, [100 * points[x]["value"] for x in xs], marker="o", label=mitigation)
+                ax.fill_between(xs, [100 * points[x]["ci95"][0] for x in xs], [100 * points[x]["ci95"][1] for x in xs],
+                                alpha=0.15)
+            for ref_label, colour, refs in references:
+                if refs:
+                    ax.axhline(100 * rate(refs[0], mode, key)["value"], color=colour, linestyle="--", linewidth=1,
+                               label=ref_label)
+            ax.set_xlabel("safety examples in the training set")
+            ax.set_title(label)
+        axes[0].set_ylabel(f"% of {_first_harmful(attacked[0]['metrics'])[0]} prompts")
+        axes[-1].legend(fontsize=7)
+        made.append(_save(fig, out, "efficiency.png", "Efficiency: ASR in-format, ASR plain and non-refusal in-format "
+                                                      "against the number of safety examples, per mitigation"))
 
     # task accuracy and over-refusal per mitigation
     if finetuned:
