@@ -107,6 +107,13 @@ def test_run_skips_finished_cells_and_the_report_reads_the_store(tmp_path, mirro
     page = (tmp_path / "report" / "report.html").read_text()
     assert "data:image/png;base64," in page and "<table>" in page and "judge" in page
 
+    from tasksafe.report.rejudge import rejudge
+
+    entries = rejudge(tmp_path / "results", "keywords")  # the stored judge: must agree with itself
+    assert {(e["set"], e["mode"]) for e in entries} == {("advbench", "plain"), ("advbench", "in-format")}
+    assert len(entries) == 4 and all(e["agreement"]["value"] == 1.0 and e["asr"] == e["stored_asr"] for e in entries)
+    assert all(e["n"] == 3 for e in entries)
+
 
 @pytest.mark.slow
 def test_a_runner_killed_mid_cell_completes_the_grid_without_duplicates(tmp_path, mirror):
@@ -165,3 +172,12 @@ def test_the_mitigation_table_pools_every_harmful_set():
     assert cells["ASR in-format % (all sets)"].startswith("33.3 ")  # 100 of 300
     one_set = {**row, "metrics": {**row["metrics"], "harmful": {"advbench": entry(50, 200)}}}
     assert "ASR in-format % (all sets)" not in mitigation_table([one_set])[0]
+
+
+def test_rejudge_of_a_directory_without_a_store_is_a_clear_error(tmp_path):
+    from click.testing import CliRunner
+
+    from tasksafe.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["judge", "rejudge", str(tmp_path), "--judge", "keywords"])
+    assert result.exit_code == 2 and "has no results.sqlite" in result.output

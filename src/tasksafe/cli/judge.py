@@ -1,8 +1,9 @@
-"""`tasksafe judge validate`: a judge's agreement with human labels."""
+"""`tasksafe judge`: list the judges, validate one against human labels, re-judge stored responses."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -42,3 +43,36 @@ def validate(name: str, as_json: bool) -> None:
     rows.append(["all (held out)", o["n"], f"{o['accuracy']:.3f}", f"{o['f1']:.3f}", f"{o['kappa']:.3f}"])
     click.echo(f"judge {name} on {report['data']}, {report['split']}")
     print_table(["held-out model", "n", "accuracy", "F1", "kappa"], rows)
+
+
+@judge.command("rejudge")
+@click.argument("results_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--judge", "name", default="embedding", show_default=True, help="Judge to apply to the stored responses.")
+@click.option("--set", "harmful_set", default=None, help="Only this harmful set (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def rejudge_command(results_dir: str, name: str, harmful_set: str | None, as_json: bool) -> None:
+    """Judge the stored harmful-prompt responses of every finished cell in RESULTS_DIR again
+    with another judge, and print both ASRs and the two judges' agreement. Nothing is
+    generated and the store is not changed."""
+    from tasksafe.errors import UserError
+    from tasksafe.judges import JUDGES
+    from tasksafe.report.rejudge import rejudge
+
+    JUDGES.get(name)
+    if not (Path(results_dir) / "results.sqlite").is_file():
+        raise UserError(f"{results_dir} has no results.sqlite; run `tasksafe run SPEC --results {results_dir}` first")
+    entries = rejudge(results_dir, name, harmful_set)
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+
+    def pct(rate: dict) -> str:
+        low, high = rate["ci95"]
+        return f"{100 * rate['value']:.1f} [{100 * low:.0f}, {100 * high:.0f}]"
+
+    stored = entries[0]["stored_judge"] if entries else "stored"
+    rows = [[e["cell"]["kind"], e["cell"]["task"], e["cell"]["strategy"], e["cell"]["mitigation"],
+             f"{e['cell']['budget']:g}", e["set"], e["mode"], e["n"], pct(e["stored_asr"]), pct(e["asr"]),
+             pct(e["agreement"])] for e in entries]
+    print_table(["kind", "task", "strategy", "mitigation", "budget", "set", "mode", "n", f"ASR % ({stored})",
+                 f"ASR % ({name})", "same label %"], rows)

@@ -1,0 +1,44 @@
+"""Re-judge the stored responses of finished cells with another judge: how much of a figure
+depends on the judge? Reads the results store and each cell's samples.jsonl; generates nothing."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from tasksafe.experiments.store import ResultsStore
+from tasksafe.stats import Rate
+
+MODES = {"harmful-plain": "plain", "harmful-in-format": "in-format"}
+
+
+def rejudge(results_dir: str | Path, judge_name: str, harmful_set: str | None = None) -> list[dict]:
+    """One entry per (cell, harmful set, mode): ASR by the stored verdicts and by `judge_name`,
+    and how often the two judges give the same label."""
+    from tasksafe.judges import JUDGES, judge_many
+
+    judge = JUDGES.get(judge_name)()
+    store = ResultsStore(results_dir)
+    rows = store.rows()
+    store.close()
+    out = []
+    for row in rows:
+        samples_path = Path(results_dir) / "artifacts" / "evals" / row["id"] / "samples.jsonl"
+        if not samples_path.is_file():
+            continue
+        groups = defaultdict(list)
+        with samples_path.open() as handle:
+            for line in handle:
+                sample = json.loads(line)
+                if sample["kind"] in MODES and harmful_set in (None, sample["set"]):
+                    groups[(sample["set"], MODES[sample["kind"]])].append(sample)
+        for (set_name, mode), samples in groups.items():
+            verdicts = judge_many(judge, [(s["prompt"][-1]["content"], s["response"]) for s in samples])
+            n = len(samples)
+            out.append({"cell": row["config"], "set": set_name, "mode": mode, "n": n,
+                        "stored_judge": row["metrics"]["judge"]["name"],
+                        "stored_asr": Rate(sum(s["verdict"] == "compliance" for s in samples), n).to_dict(),
+                        "asr": Rate(sum(v.label == "compliance" for v in verdicts), n).to_dict(),
+                        "agreement": Rate(sum(v.label == s["verdict"] for v, s in zip(verdicts, samples)), n).to_dict()})
+    return out
