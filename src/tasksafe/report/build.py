@@ -53,7 +53,11 @@ def pooled(metrics: dict, mode: str, key: str = "asr") -> dict | None:
 def mitigation_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     """One row per fine-tuned cell. ASR on the first harmful set, plain and in the user's
     format; with several sets, also pooled over all of them."""
-    tuned = [r for r in rows if r["config"]["kind"] == "finetune"]
+    order = {name: i for i, name in enumerate(("none", "mix", "bea", "ptst", "paraphrase", "safelora"))}
+    tuned = sorted((r for r in rows if r["config"]["kind"] == "finetune"),
+                   key=lambda r: (r["config"]["task"], r["config"]["strategy"] != "benign", r["config"]["strategy"],
+                                  order.get(r["config"]["mitigation"], 99), r["config"]["mitigation"],
+                                  r["metrics"].get("safety_examples", 0), r["config"]["seed"]))
     first = next(iter(tuned[0]["metrics"]["harmful"])) if tuned else "harmful"
     several = any(len(r["metrics"]["harmful"]) > 1 for r in tuned)
     headers = ["task", "strategy", "mitigation", "safety examples", "seed", f"ASR plain % ({first})",
