@@ -30,7 +30,8 @@ def attack_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     headers = ["model", "task", "strategy", "stage", "harmful set", "ASR plain %", "ASR in-format %",
                "non-refusal in-format %", "task accuracy %"]
     body = []
-    for row in rows:
+    for row in sorted(rows, key=lambda r: (r["config"]["task"], r["config"]["strategy"] != "benign",
+                                           r["config"]["strategy"], r["config"]["kind"] != "base")):
         c, m = row["config"], row["metrics"]
         if c["kind"] == "finetune" and c["mitigation"] != "none":
             continue
@@ -219,13 +220,14 @@ def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
         f"- versions: {', '.join(f'{k} {v}' for k, v in versions.items())}",
     ] + [f"- judge `{name}`: accuracy {v['accuracy']:.3f}, kappa {v['kappa']:.3f} against XSTest human labels "
          f"(held-out models)" for name, v in judges.items()]
-    train = rows[-1]["config"].get("train")
+    train = next((r["config"]["train"] for r in reversed(rows) if r["config"].get("train")), None)
     if train:
         provenance.append(f"- fine-tuning: {', '.join(f'{k} {v}' for k, v in train.items())}")
-    sizes = rows[-1]["config"]["eval"]
-    md = ["# tasksafe report", "", "Every rate in % with its Wilson 95% interval. Sample sizes per cell: "
-          f"{sizes['n'] or 'all'} prompts per harmful set ({', '.join(sizes['harmful'])}), {sizes['task_n']} task items, "
-          f"{sizes['overrefusal_n'] or 250} XSTest safe prompts.", ""]
+    last = rows[-1]["metrics"]
+    harmful_n = ", ".join(f"{name} {entry['plain']['asr']['n']}" for name, entry in last["harmful"].items())
+    task_n = ((last.get("task") or {}).get("generation_accuracy") or {}).get("n", "no")
+    md = ["# tasksafe report", "", "Every rate in % with its Wilson 95% interval. Sample sizes per cell: harmful "
+          f"prompts {harmful_n}; {task_n} task items; {last['overrefusal']['xstest_safe']['n']} XSTest safe prompts.", ""]
     for title, file in plots:
         md += [f"![{title}]({file})", ""]
     for title, (headers, body) in tables:
