@@ -148,10 +148,11 @@ def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
             curves = defaultdict(dict)
             for r in attacked:
                 c = r["config"]
-                curves[c["mitigation"]][r["metrics"].get("safety_examples", 0)] = rate(r, mode, key)
+                name = c["mitigation"] if len(strategies) == 1 else f"{c['strategy']} {c['mitigation']}"
+                curves[name][r["metrics"].get("safety_examples", 0)] = rate(r, mode, key)
                 baseline = unprotected.get((c["task"], c["strategy"], c["seed"]))
                 if c["mitigation"] != "none" and baseline:
-                    curves[c["mitigation"]].setdefault(0, rate(baseline, mode, key))  # curves start at 0 examples
+                    curves[name].setdefault(0, rate(baseline, mode, key))  # curves start at 0 examples
             for mitigation, points in sorted(curves.items()):
                 xs = sorted(points)
                 ax.plot(xs, [100 * points[x]["value"] for x in xs], marker="o", label=mitigation)
