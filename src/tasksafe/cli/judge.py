@@ -56,6 +56,7 @@ def rejudge_command(results_dir: str, name: str, harmful_set: str | None, as_jso
     generated and the store is not changed."""
     from tasksafe.errors import UserError
     from tasksafe.judges import JUDGES
+    from tasksafe.report.build import percent as pct
     from tasksafe.report.rejudge import rejudge
 
     JUDGES.get(name)
@@ -65,10 +66,6 @@ def rejudge_command(results_dir: str, name: str, harmful_set: str | None, as_jso
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
-
-    def pct(rate: dict) -> str:
-        low, high = rate["ci95"]
-        return f"{100 * rate['value']:.1f} [{100 * low:.0f}, {100 * high:.0f}]"
 
     stored = entries[0]["stored_judge"] if entries else "stored"
     rows = [[e["cell"]["kind"], e["cell"]["task"], e["cell"]["strategy"], e["cell"]["mitigation"],

@@ -12,7 +12,7 @@ from tasksafe.data.io import atomic_write
 from tasksafe.experiments.store import ResultsStore
 
 
-def _pct(rate: dict | None) -> str:
+def percent(rate: dict | None) -> str:
     if not rate:
         return "-"
     low, high = rate["ci95"]
@@ -37,9 +37,9 @@ def attack_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
             continue
         for set_name, entry in m["harmful"].items():
             body.append([c["model"], c["task"], c["strategy"], "before fine-tuning" if c["kind"] == "base" else "fine-tuned",
-                         set_name, _pct(entry["plain"]["asr"]), _pct(entry.get("in_format", {}).get("asr")),
-                         _pct(entry.get("in_format", {}).get("non_refusal")),
-                         _pct((m.get("task") or {}).get("generation_accuracy"))])
+                         set_name, percent(entry["plain"]["asr"]), percent(entry.get("in_format", {}).get("asr")),
+                         percent(entry.get("in_format", {}).get("non_refusal")),
+                         percent((m.get("task") or {}).get("generation_accuracy"))])
     return headers, body
 
 
@@ -72,10 +72,10 @@ def mitigation_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         in_format = entry.get("in_format", {})
         task = m.get("task") or {}
         line = [c["task"], c["strategy"], c["mitigation"], str(m.get("safety_examples", 0)), str(c["seed"]),
-                _pct(entry["plain"]["asr"]), _pct(in_format.get("asr")), _pct(in_format.get("degenerate"))]
-        line += [_pct(pooled(m, "in_format"))] if several else []
-        line += [_pct(task.get("generation_accuracy")), _pct(task.get("loglik_accuracy")),
-                 _pct(m["overrefusal"]["xstest_safe"])]
+                percent(entry["plain"]["asr"]), percent(in_format.get("asr")), percent(in_format.get("degenerate"))]
+        line += [percent(pooled(m, "in_format"))] if several else []
+        line += [percent(task.get("generation_accuracy")), percent(task.get("loglik_accuracy")),
+                 percent(m["overrefusal"]["xstest_safe"])]
         body.append(line)
     return headers, body
 
