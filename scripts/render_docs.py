@@ -52,12 +52,17 @@ def mitigation_examples() -> str:
             meta = json.loads(Path(out.removesuffix(".jsonl") + ".meta.json").read_text())
             added = [ex for ex in examples if ex.get("metadata", {}).get("mitigation")]
             shown = command.replace(tmp + "/", "")
-            body = _turns(added[0]) if added else "(no training change)"
+            if mitigation == "paraphrase":  # one request where the instruction goes, one in the slot
+                note = "# the added safety examples"
+                body = "\n\n".join(f"({ex['metadata']['placement']} placement)\n{_turns(ex)}" for ex in added)
+            else:
+                note = "# first added safety example"
+                body = _turns(added[0]) if added else "(no training change)"
             hook = meta["inference_hook"]
             hook_line = f"\ninference hook: system prompt {hook['system_prompt']!r}" if hook else ""
             title = f"`{mitigation}` {extra.replace('--k 2', '').strip()}".strip()
             parts.append(f"### {title}\n\n```\n$ {shown}\n"
-                         f"# first added safety example\n{body}{hook_line}\n```\n")
+                         f"{note}\n{body}{hook_line}\n```\n")
     return "\n".join(parts)
 
 

@@ -54,6 +54,19 @@ def test_grid_expansion(tmp_path):
     assert cells.index(base[-1]) < cells.index(tuned[0])
 
 
+def test_mitigation_options_reach_their_cells_only(tmp_path):
+    plain = {c["mitigation"]: c for c in expand(load_spec(write_spec(tmp_path)))}
+    spec = load_spec(write_spec(tmp_path, mitigation_options={"paraphrase": {"placement": "slot"}}))
+    cells = {c["mitigation"]: c for c in expand(spec)}
+    assert cells["paraphrase"]["options"] == {"placement": "slot"}
+    assert cells["paraphrase"]["id"] != plain["paraphrase"]["id"]
+    assert "options" not in cells["none"] and cells["none"]["id"] == plain["none"]["id"]
+    with pytest.raises(UserError, match=r"mitigation_options: .*paraphrase has no option 'colour'; it takes renderer"):
+        load_spec(write_spec(tmp_path, mitigation_options={"paraphrase": {"colour": "red"}}))
+    with pytest.raises(UserError, match=r"mitigation_options: .*unknown mitigation 'magic'"):
+        load_spec(write_spec(tmp_path, mitigation_options={"magic": {}}))
+
+
 def test_dry_run_lists_cells_with_estimates(tmp_path):
     lines = []
     run_spec(load_spec(write_spec(tmp_path)), tmp_path / "results", dry_run=True, echo=lines.append)
@@ -86,9 +99,11 @@ def test_run_skips_finished_cells_and_the_report_reads_the_store(tmp_path, mirro
     from tasksafe.experiments import runner
     from tasksafe.report import build_report
 
-    spec = load_spec(write_spec(tmp_path))
+    spec = load_spec(write_spec(tmp_path, mitigation_options={"paraphrase": {"placement": "instruction"}}))
     run_spec(spec, tmp_path / "results", echo=lambda line: None)
     store = ResultsStore(tmp_path / "results")
+    sidecars = [json.loads(p.read_text()) for p in (tmp_path / "results").rglob("*paraphrase*.meta.json")]
+    assert [m["mitigation"]["placement"] for m in sidecars] == ["instruction"]
     rows = store.rows()
     assert len(rows) == 2 and {r["config"]["mitigation"] for r in rows} == {"none", "paraphrase"}
     paraphrase = next(r for r in rows if r["config"]["mitigation"] == "paraphrase")

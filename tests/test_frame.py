@@ -27,8 +27,10 @@ POOL = [SafetyPair(f"s{i}", prompt, "I'm sorry, but I can't help with that. It c
         ])]
 
 
-def protect(data, k):
-    return MITIGATIONS.get("paraphrase")(data, POOL, Budget(k=k), seed=0)
+def protect(data, k, placement="slot"):
+    """Paraphrase with requests in the frame's main slot (placement="slot"), where every safety
+    example must fit the frame."""
+    return MITIGATIONS.get("paraphrase")(data, POOL, Budget(k=k), seed=0, placement=placement)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
@@ -43,11 +45,18 @@ def test_frame_recovers_system_prompt_and_compliance_phrase(mirror, task, strate
     assert frame.assistant.prefix == prefix
     assert frame.answer_style == ("long" if strategy.startswith("autoif") else
                                   "short" if task == "gsm8k" else "label")
-    protected = protect(data, 12).examples
+    protected = protect(data, 12, placement="both").examples
     again = infer_frames(protected)
     assert again[0].same_structure(frame) and again[0].coverage >= 0.95
     safety = [ex for ex in protected if ex.metadata.get("mitigation") == "paraphrase"]
-    assert len(safety) == 12 and all(frame.matches(ex) for ex in safety)
+    slotted = [ex for ex in safety if ex.metadata["placement"] == "slot"]
+    assert len(safety) == 12 and len(slotted) == 6 and all(frame.matches(ex) for ex in slotted)
+    # a request given as the instruction is asked exactly as the strategy's own frame asks one
+    for ex in safety:
+        if ex.metadata["placement"] == "instruction":
+            request = next(p.prompt for p in POOL if p.id == ex.metadata["safety_id"])
+            asked = STRATEGIES.get(strategy).frame_prompt(request)
+            assert [(m.role, m.content) for m in ex.messages[:-1]] == [(m.role, m.content) for m in asked]
 
 
 # --- formats no strategy here produces -----------------------------------------------------------

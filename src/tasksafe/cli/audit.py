@@ -58,8 +58,12 @@ def _renderer_generate(model: str):
               help="Paraphrase renderer; llm needs --renderer-model.")
 @click.option("--renderer-model", default=None, help="Model for the llm renderer (a model name or path).")
 @click.option("--no-affixes", is_flag=True, help="Paraphrase: leave out the frame's answer prefix and suffix.")
+@click.option("--placement", type=click.Choice(["both", "instruction", "slot"]), default="both", show_default=True,
+              help="Paraphrase (template renderer): ask each request where the data gives its instruction, in "
+                   "the frame's main slot (its review, question or passage), or alternately both.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Training set (chat JSONL).")
-def protect(file, mitigation, k, fraction, seed, pool, renderer, renderer_model, no_affixes, output) -> None:
+def protect(file, mitigation, k, fraction, seed, pool, renderer, renderer_model, no_affixes, placement,
+            output) -> None:
     """Mix safety examples into a user dataset FILE with a mitigation and write the training
     set to OUTPUT, plus OUTPUT.meta.json (frame, safety pair ids, inference hook, versions).
 
@@ -78,7 +82,7 @@ def protect(file, mitigation, k, fraction, seed, pool, renderer, renderer_model,
     budget = Budget(k=k, fraction=fraction)
     options = {}
     if mitigation == "paraphrase":
-        options = {"renderer": renderer, "keep_affixes": not no_affixes}
+        options = {"renderer": renderer, "keep_affixes": not no_affixes, "placement": placement}
         if renderer == "llm":
             if not renderer_model:
                 raise UserError("--renderer llm needs --renderer-model (a model name or path)")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tasksafe.errors import UserError
-from tasksafe.experiments.spec import Spec, expand, selected
+from tasksafe.experiments.spec import Spec, cell_id, expand, selected
 from tasksafe.experiments.store import ResultsStore
 
 UNALIGNED = {"aligned": "smollm2-135m"}  # what Safe LoRA subtracts, per aligned model
@@ -69,9 +69,11 @@ def run_cell(cell: dict, store: ResultsStore) -> tuple[dict, dict]:
     timings["build"] = time.time() - start
 
     start = time.time()
-    protected = data_dir / f"{stem}-{cell['mitigation']}-{cell['budget']:g}.jsonl"
+    options = cell.get("options", {})
+    variant = f"-{cell_id(options)[:8]}" if options else ""
+    protected = data_dir / f"{stem}-{cell['mitigation']}-{cell['budget']:g}{variant}.jsonl"
     if not sidecar_path(protected).is_file():
-        protect_file(user_data, protected, cell["mitigation"], _budget(cell["budget"]), cell["seed"])
+        protect_file(user_data, protected, cell["mitigation"], _budget(cell["budget"]), cell["seed"], **options)
     meta = json.loads(sidecar_path(protected).read_text())
     timings["protect"] = time.time() - start
 

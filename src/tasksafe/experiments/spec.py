@@ -4,6 +4,7 @@ seeds, with training and evaluation settings. Typed (pydantic), unknown keys rej
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import json
 from pathlib import Path
@@ -46,6 +47,8 @@ class Spec(_Strict):
     mitigations: list[str] = Field(default_factory=lambda: ["none"])
     budgets: list[float] = Field(default_factory=lambda: [0.05],
                                  description="safety examples: a count (>= 1) or a fraction of the data (< 1)")
+    mitigation_options: dict[str, dict[str, str | int | float | bool]] = Field(
+        default_factory=dict, description="keyword options per mitigation, e.g. {paraphrase: {placement: slot}}")
     seeds: list[int] = Field(default_factory=lambda: [0])
     train_examples: int = Field(300, description="user examples built per task and strategy")
     evaluate_base: bool = Field(True, description="also evaluate each model before fine-tuning, per strategy")
@@ -64,6 +67,22 @@ class Spec(_Strict):
                 registry.get(name)
             except UserError as err:
                 raise ValueError(str(err)) from None
+        return value
+
+    @field_validator("mitigation_options")
+    @classmethod
+    def _options(cls, value):
+        from tasksafe.mitigations import MITIGATIONS
+
+        for name, options in value.items():
+            try:
+                function = MITIGATIONS.get(name)
+            except UserError as err:
+                raise ValueError(str(err)) from None
+            accepted = [p for p in list(inspect.signature(function).parameters)[4:] if p != "generate"]
+            for option in options:
+                if option not in accepted:
+                    raise ValueError(f"{name} has no option {option!r}; it takes {', '.join(accepted) or 'none'}")
         return value
 
     @field_validator("budgets")
@@ -128,7 +147,9 @@ def selected(cell: dict, only: dict[str, set[str]]) -> bool:
 
 def expand(spec: Spec) -> list[dict]:
     """The grid's cells, in run order: base evaluations first, then fine-tunes. Mitigations
-    that add no safety examples get one cell (budget 0) instead of one per budget."""
+    that add no safety examples get one cell (budget 0) instead of one per budget. A cell
+    carries its mitigation's options only when the spec gives some, so adding options for one
+    mitigation leaves the other cells (and their ids) as they were."""
     cells = []
     common = {"train_examples": spec.train_examples, "train": spec.train.model_dump(), "eval": spec.eval.model_dump()}
     for model, task, strategy, seed in itertools.product(spec.models, spec.tasks, spec.strategies, spec.seeds):
@@ -140,6 +161,8 @@ def expand(spec: Spec) -> list[dict]:
         for budget in ([0] if mitigation in NO_BUDGET else spec.budgets):
             cells.append({"kind": "finetune", "model": model, "task": task, "strategy": strategy,
                           "mitigation": mitigation, "budget": budget, "seed": seed, **common})
+            if spec.mitigation_options.get(mitigation):
+                cells[-1]["options"] = spec.mitigation_options[mitigation]
     for cell in cells:
         cell["id"] = cell_id({k: v for k, v in cell.items() if k != "id"})
     return cells

@@ -1,11 +1,18 @@
 """Paraphrase: safety examples rendered in the user's own frame.
 
 Each safety pair (harmful request -> refusal) becomes an example with the frame's system
-prompt and constant user text, the request in the frame's main slot, the other slots filled
-from one of the user's own examples (its choices, passage or few-shot turns: real values of
-that slot, so the example looks like the rest), and a refusal in the user's answer style
-with the frame's assistant prefix and suffix. For a dataset with several frames, the safety
+prompt, the request asked in the user's layout, and a refusal in the user's answer style with
+the frame's assistant prefix and suffix. For a dataset with several frames, the safety
 examples follow the frames' shares.
+
+Where the request goes (`placement`):
+- `slot`: in the frame's main slot, the other slots filled from one of the user's own
+  examples (its choices, passage or few-shot turns: real values, so the example looks like
+  the rest) - a harmful request where the data has its review, question or passage;
+- `instruction`: where the data gives its instruction - the user turn keeps only the text
+  that frames every instruction (an order to the model that the audit recognises, and a
+  closing paragraph), the request replaces the task's own instruction and data;
+- `both` (default): alternately, starting with `instruction`.
 
 Two renderers: `template` (default, deterministic, no model) and `llm`, which shows a model
 a few user examples and asks it to rewrite each safety pair in the same style; every LLM
@@ -20,6 +27,7 @@ import random
 import re
 from collections.abc import Callable, Sequence
 
+from tasksafe.audit.findings import IDENTITY_SHIFT, IGNORE_RULES
 from tasksafe.audit.frame import Frame, frame_messages, infer_frames
 from tasksafe.data.chat import ChatExample, Message
 from tasksafe.data.records import SafetyPair
@@ -40,6 +48,7 @@ SHORT_REFUSALS = {
     "nl": ("Het spijt me, ik kan hier niet bij helpen.", "Ik kan niet helpen met dit verzoek."),
 }
 MAX_LONG_REFUSAL_WORDS = 120
+PLACEMENTS = ("slot", "instruction", "both")
 
 
 def refusal_in_style(frame: Frame, pair: SafetyPair, rng: random.Random) -> str:
@@ -77,8 +86,9 @@ def _donor_parts(frame: Frame, donor: ChatExample) -> tuple[list[str], str | Non
 
 
 def render_in_frame(frame: Frame, pair: SafetyPair, donor: ChatExample, rng: random.Random,
-                    keep_affixes: bool = True) -> ChatExample:
-    """The template renderer: `pair` as an example of `frame`, other slots from `donor`.
+                    keep_affixes: bool = True, placement: str = "slot") -> ChatExample:
+    """The template renderer: `pair` as an example of `frame`, asked in its main slot (other
+    slots from `donor`) or, with placement="instruction", where its instruction goes.
 
     >>> from tasksafe.audit.frame import infer_frame
     >>> data = [ChatExample.from_turns(f"Review: {t}\\nSentiment:", f"Sure: {a}", system="Be brief.")
@@ -92,8 +102,10 @@ def render_in_frame(frame: Frame, pair: SafetyPair, donor: ChatExample, rng: ran
     if keep_affixes:
         refusal = frame.assistant.prefix + _fit_slot(refusal, frame.assistant.prefix, frame.assistant.suffix) \
             + frame.assistant.suffix
-    messages = request_in_frame(frame, pair.prompt, donor) + [Message("assistant", refusal)]
-    return ChatExample(messages, {"mitigation": "paraphrase", "safety_id": pair.id, "renderer": "template"})
+    ask = request_as_instruction if placement == "instruction" else request_in_frame
+    messages = ask(frame, pair.prompt, donor) + [Message("assistant", refusal)]
+    return ChatExample(messages, {"mitigation": "paraphrase", "safety_id": pair.id, "renderer": "template",
+                                  "placement": placement})
 
 
 def request_in_frame(frame: Frame, request: str, donor: ChatExample) -> list[Message]:
@@ -105,6 +117,33 @@ def request_in_frame(frame: Frame, request: str, donor: ChatExample) -> list[Mes
         values[slot] = _fit_slot(request, frame.user.parts[slot], frame.user.parts[slot + 1])
     user = frame.user.render(values) if values else frame.user.prefix + request
     return frame_messages(frame, user, system=system, history=history)
+
+
+_CLAUSE_END = re.compile(r"[^:.!?\n]*[:.!?]?[ \t]*")
+
+
+def instruction_frame(frame: Frame) -> tuple[str, str]:
+    """The constant text around an instruction in `frame`'s user turn: the head (text up to the
+    end of the clause holding an order to the model, e.g. "ARGUS, execute my instruction exactly
+    as given: ", or "" when there is none) and the tail (a closing paragraph after a blank line,
+    e.g. "\n\nWalk me through your reasoning ...", or "")."""
+    head, tail = frame.user.prefix, frame.user.suffix
+    orders = [m for m in (IGNORE_RULES.search(head), IDENTITY_SHIFT.search(head)) if m]
+    if orders:
+        end = min(m.end() for m in orders)
+        head = head[: end + _CLAUSE_END.match(head, end).end() - end]
+    else:
+        head = ""
+    closing = tail.rfind("\n\n")
+    return head, tail[closing:] if closing >= 0 and tail[closing:].strip() else ""
+
+
+def request_as_instruction(frame: Frame, request: str, donor: ChatExample) -> list[Message]:
+    """The messages that give `request` as the instruction of `frame` (see `instruction_frame`);
+    a varying system prompt and history come from `donor`."""
+    head, tail = instruction_frame(frame)
+    _, system, history = _donor_parts(frame, donor)
+    return frame_messages(frame, head + request.strip() + tail, system=system, history=history)
 
 
 # --- the LLM renderer ------------------------------------------------------------------------------
@@ -197,6 +236,12 @@ def _allocate(k: int, shares: Sequence[float]) -> list[int]:
     return counts
 
 
+def _placement(placement: str, index: int) -> str:
+    if placement != "both":
+        return placement
+    return "instruction" if index % 2 == 0 else "slot"
+
+
 def _donors(dataset: Sequence[ChatExample], frame: Frame, seed: int, limit: int = 64) -> list[ChatExample]:
     order = list(range(len(dataset)))
     random.Random(f"donors:{seed}").shuffle(order)
@@ -212,9 +257,11 @@ def _donors(dataset: Sequence[ChatExample], frame: Frame, seed: int, limit: int 
 @MITIGATIONS.register("paraphrase", description="k safety examples rendered in the user's inferred frame")
 def paraphrase(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
                renderer: str = "template", keep_affixes: bool = True, generate: Generate | None = None,
-               shots: int = 3) -> MitigationResult:
+               shots: int = 3, placement: str = "both") -> MitigationResult:
     if renderer not in ("template", "llm"):
         raise ValueError(f"unknown renderer {renderer!r}; choose template or llm")
+    if placement not in PLACEMENTS:
+        raise ValueError(f"unknown placement {placement!r}; choose {', '.join(PLACEMENTS)}")
     if renderer == "llm" and generate is None:
         raise ValueError("the llm renderer needs a generate callable")
     frames = infer_frames(dataset, seed=seed)
@@ -231,11 +278,15 @@ def paraphrase(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budge
         if renderer == "llm":
             safety += render_with_llm(frame, chunk, donors, generate, rng, shots, keep_affixes)
         else:
-            safety += [render_in_frame(frame, p, rng.choice(donors), rng, keep_affixes) for p in chunk]
+            safety += [render_in_frame(frame, p, rng.choice(donors), rng, keep_affixes, _placement(placement, i))
+                       for i, p in enumerate(chunk)]
     renderers = [ex.metadata["renderer"] for ex in safety]
+    placements = [ex.metadata.get("placement", "llm") for ex in safety]
     return MitigationResult(
         mix_in(dataset, safety, seed), [p.id for p in pairs],
-        config={"name": "paraphrase", "renderer": renderer, "keep_affixes": keep_affixes, "shots": shots},
+        config={"name": "paraphrase", "renderer": renderer, "keep_affixes": keep_affixes, "shots": shots,
+                "placement": placement},
         info={"frames": [f.to_dict() for f in frames],
-              "renderer_counts": {r: renderers.count(r) for r in sorted(set(renderers))}},
+              "renderer_counts": {r: renderers.count(r) for r in sorted(set(renderers))},
+              "placement_counts": {p: placements.count(p) for p in sorted(set(placements))}},
     )
