@@ -189,6 +189,30 @@ def test_the_mitigation_table_pools_every_harmful_set():
     assert "ASR in-format % (all sets)" not in mitigation_table([one_set])[0]
 
 
+def test_efficiency_curves_pool_seeds_and_split_tasks():
+    from tasksafe.report.build import efficiency_curves
+    from tasksafe.stats import Rate
+
+    def row(task, mitigation, seed, examples, k, n=100, strategy="aoa"):
+        return {"config": {"kind": "finetune", "task": task, "strategy": strategy, "mitigation": mitigation,
+                           "seed": seed},
+                "metrics": {"harmful": {"advbench": {"plain": {"asr": Rate(0, n).to_dict()},
+                                                     "in_format": {"asr": Rate(k, n).to_dict()}}},
+                            "safety_examples": examples}}
+
+    rows = [row("sst2", "none", 0, 0, 90), row("sst2", "none", 1, 0, 70),
+            row("sst2", "mix", 0, 9, 60), row("sst2", "mix", 1, 9, 40), row("sst2", "mix", 0, 30, 20),
+            row("sst2", "none", 0, 0, 0, strategy="benign")]  # benign cells are references, not curves
+    curves = efficiency_curves(rows)
+    assert set(curves) == {"none", "mix"}
+    assert curves["mix"][9]["k"] == 100 and curves["mix"][9]["n"] == 200  # two seeds pooled, not overwritten
+    assert curves["mix"][0]["k"] == 160 and curves["mix"][30]["k"] == 20  # starts at the unprotected fine-tunes
+    assert curves["none"] == {0: curves["mix"][0]}
+    curves = efficiency_curves(rows + [row("agnews", "none", 0, 0, 10), row("agnews", "mix", 0, 9, 5)])
+    assert set(curves) == {"sst2 none", "sst2 mix", "agnews none", "agnews mix"}
+    assert curves["agnews mix"][0]["k"] == 10 and curves["sst2 mix"][9]["k"] == 100
+
+
 def test_rejudge_of_a_directory_without_a_store_is_a_clear_error(tmp_path):
     from click.testing import CliRunner
 

@@ -51,6 +51,15 @@ def pooled(metrics: dict, mode: str, key: str = "asr") -> dict | None:
     return Rate(sum(r["k"] for r in rates), sum(r["n"] for r in rates)).to_dict() if rates else None
 
 
+def combined(rates: list[dict | None]) -> dict | None:
+    """Rates of several cells (seeds, tasks) that share one point of a plot, as one rate: k and
+    n summed, with its Wilson interval. None when there is none."""
+    from tasksafe.stats import Rate
+
+    rates = [r for r in rates if r]
+    return Rate(sum(r["k"] for r in rates), sum(r["n"] for r in rates)).to_dict() if rates else None
+
+
 def mitigation_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     """One row per fine-tuned cell. ASR on the first harmful set, plain and in the user's
     format; with several sets, also pooled over all of them."""
@@ -89,6 +98,36 @@ def _save(fig, out: Path, name: str, title: str) -> tuple[str, str]:
     return title, name
 
 
+def _rate(row: dict, mode: str, key: str) -> dict:
+    entry = _first_harmful(row["metrics"])[1]
+    return (entry.get(mode) or entry["plain"])[key]
+
+
+def efficiency_curves(rows: list[dict], mode: str = "in_format", key: str = "asr") -> dict[str, dict[int, dict]]:
+    """The efficiency curves: for each mitigation (named with its strategy and task when the
+    rows attack several), the rate on the first harmful set against the number of safety
+    examples. Cells at the same point (seeds) are pooled; a curve starts at its strategy's
+    unprotected fine-tune (0 examples), pooled over that task and strategy's seeds."""
+    attacked = [r for r in rows if r["config"]["kind"] == "finetune" and r["config"]["strategy"] != "benign"]
+    strategies = {r["config"]["strategy"] for r in attacked}
+    tasks = {r["config"]["task"] for r in attacked}
+    unprotected = defaultdict(list)
+    for r in attacked:
+        if r["config"]["mitigation"] == "none":
+            unprotected[r["config"]["task"], r["config"]["strategy"]].append(_rate(r, mode, key))
+    points, origin = defaultdict(lambda: defaultdict(list)), {}
+    for r in attacked:
+        c = r["config"]
+        name = " ".join(([c["task"]] if len(tasks) > 1 else []) + ([c["strategy"]] if len(strategies) > 1 else [])
+                        + [c["mitigation"]])
+        points[name][r["metrics"].get("safety_examples", 0)].append(_rate(r, mode, key))
+        origin[name] = (c["task"], c["strategy"])  # with one task and strategy per name
+    for name, curve in points.items():
+        if 0 not in curve and unprotected.get(origin[name]):
+            curve[0] = unprotected[origin[name]]
+    return {name: {x: combined(rates) for x, rates in sorted(curve.items())} for name, curve in sorted(points.items())}
+
+
 def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
     """PNG plots: (title, file name)."""
     import matplotlib
@@ -110,9 +149,8 @@ def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
                                                   ("finetune", "in_format", "fine-tuned, in-format"))):
             values, errors = [], [[], []]
             for s in strategies:
-                rates = [(_first_harmful(r["metrics"])[1].get(mode) or {}).get("asr") for r in attack
-                         if r["config"]["strategy"] == s and r["config"]["kind"] == kind]
-                rate = next((x for x in rates if x), None)
+                rate = combined([(_first_harmful(r["metrics"])[1].get(mode) or {}).get("asr") for r in attack
+                                 if r["config"]["strategy"] == s and r["config"]["kind"] == kind])
                 v = rate["value"] if rate else 0.0
                 values.append(100 * v)
                 errors[0].append(max(0.0, 100 * (v - rate["ci95"][0])) if rate else 0)
@@ -130,10 +168,6 @@ def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
     measures = (("in_format", "asr", "ASR in-format"), ("plain", "asr", "ASR plain"),
                 ("in_format", "non_refusal", "non-refusal in-format"))
 
-    def rate(row, mode, key):
-        entry = _first_harmful(row["metrics"])[1]
-        return (entry.get(mode) or entry["plain"])[key]
-
     attacked = [r for r in finetuned if r["config"]["strategy"] != "benign"]
     if attacked:
         strategies = {r["config"]["strategy"] for r in attacked}
@@ -141,27 +175,17 @@ def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
                                                                  and r["config"]["strategy"] in strategies]),
                       ("benign fine-tune", "grey", [r for r in finetuned if r["config"]["strategy"] == "benign"
                                                     and r["config"]["mitigation"] == "none"])]
-        unprotected = {(r["config"]["task"], r["config"]["strategy"], r["config"]["seed"]): r
-                       for r in attacked if r["config"]["mitigation"] == "none"}
         fig, axes = plt.subplots(1, len(measures), figsize=(13, 3.8), sharey=True)
         for ax, (mode, key, label) in zip(axes, measures):
-            curves = defaultdict(dict)
-            for r in attacked:
-                c = r["config"]
-                name = c["mitigation"] if len(strategies) == 1 else f"{c['strategy']} {c['mitigation']}"
-                curves[name][r["metrics"].get("safety_examples", 0)] = rate(r, mode, key)
-                baseline = unprotected.get((c["task"], c["strategy"], c["seed"]))
-                if c["mitigation"] != "none" and baseline:
-                    curves[name].setdefault(0, rate(baseline, mode, key))  # curves start at 0 examples
-            for mitigation, points in sorted(curves.items()):
+            for name, points in efficiency_curves(rows, mode, key).items():
                 xs = sorted(points)
-                ax.plot(xs, [100 * points[x]["value"] for x in xs], marker="o", label=mitigation)
+                ax.plot(xs, [100 * points[x]["value"] for x in xs], marker="o", label=name)
                 ax.fill_between(xs, [100 * points[x]["ci95"][0] for x in xs], [100 * points[x]["ci95"][1] for x in xs],
                                 alpha=0.15)
             for ref_label, colour, refs in references:
                 if refs:
-                    ax.axhline(100 * rate(refs[0], mode, key)["value"], color=colour, linestyle="--", linewidth=1,
-                               label=ref_label)
+                    ax.axhline(100 * combined([_rate(r, mode, key) for r in refs])["value"], color=colour,
+                               linestyle="--", linewidth=1, label=ref_label)
             ax.set_xlabel("safety examples in the training set")
             ax.set_title(label)
         axes[0].set_ylabel(f"% of {_first_harmful(attacked[0]['metrics'])[0]} prompts")
