@@ -70,14 +70,15 @@ def test_unknown_split_lists_the_splits(mirror):
         load("sst2", split="dev")
 
 
-def test_noncommercial_license_note_is_printed_once(mirror, capsys, monkeypatch):
+def test_noncommercial_license_note_is_printed_once_per_licence(mirror, capsys, monkeypatch):
     monkeypatch.setattr(datasets_module, "_license_shown", set())
     load("bianchi-alpaca")
     load("bianchi-alpaca")
+    load("bianchi-qharm")  # the same licence: no second note
     load("advbench")
     err = capsys.readouterr().err
-    assert err.count("bianchi-alpaca is licensed CC BY-NC 4.0") == 1
-    assert "advbench" not in err
+    assert err.count("licensed CC BY-NC 4.0; use it for research and non-commercial work only") == 1
+    assert "bianchi-alpaca (and any other CC BY-NC 4.0 set" in err and "advbench" not in err
 
 
 def copy_mirror_file(mirror, tmp_path, relative):

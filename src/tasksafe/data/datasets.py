@@ -81,9 +81,10 @@ def load(name: str, split: str | None = None, files: DataFiles | None = None) ->
     info = dataset_info(name)
     resolver = files or DataFiles()
     records = loader(resolver.path)
-    if info.noncommercial and name not in _license_shown:
-        _license_shown.add(name)
-        print(f"tasksafe: note: {name} is licensed {info.license}; use it for research and non-commercial work only", file=sys.stderr)
+    if info.noncommercial and info.license not in _license_shown:  # once per licence and process
+        _license_shown.add(info.license)
+        print(f"tasksafe: note: {name} (and any other {info.license} set this command loads) is licensed "
+              f"{info.license}; use it for research and non-commercial work only", file=sys.stderr)
     if split is None:
         return records
     chosen = [r for r in records if getattr(r, "split", None) == split]
