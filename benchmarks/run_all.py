@@ -27,7 +27,8 @@ def main() -> int:
     for name, figures in rows:
         ratio = figures.get("ratio")
         target = figures.get("target_ratio")
-        print(f"{name:<24}{ratio if ratio is not None else '-':>8}{target if target is not None else '-':>10}  "
+        target = f"{figures.get('target', '')} {target}".strip() if target is not None else "-"
+        print(f"{name:<24}{ratio if ratio is not None else '-':>8}{target:>10}  "
               f"{'yes' if figures.get('pass') else 'NO'}")
     return 0 if all(f.get("pass") for _, f in rows) else 1
 
