@@ -128,6 +128,14 @@ def test_run_skips_finished_cells_and_the_report_reads_the_store(tmp_path, mirro
     assert {(e["set"], e["mode"]) for e in entries} == {("advbench", "plain"), ("advbench", "in-format")}
     assert len(entries) == 4 and all(e["agreement"]["value"] == 1.0 and e["asr"] == e["stored_asr"] for e in entries)
     assert all(e["n"] == 3 for e in entries)
+    from click.testing import CliRunner
+
+    from tasksafe.cli.main import cli
+
+    shown = CliRunner().invoke(cli, ["judge", "rejudge", str(tmp_path / "results"), "--judge", "keywords", "--markdown"])
+    assert shown.exit_code == 0 and shown.output.startswith("| kind | task |")
+    assert "ASR % (stored, keywords) | ASR % (keywords, now) | same label % |" in shown.output
+    assert shown.output.count("| finetune | sst2 | aoa |") == 4
 
 
 @pytest.mark.slow

@@ -50,12 +50,14 @@ def validate(name: str, as_json: bool) -> None:
 @click.option("--judge", "name", default="embedding", show_default=True, help="Judge to apply to the stored responses.")
 @click.option("--set", "harmful_set", default=None, help="Only this harmful set (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def rejudge_command(results_dir: str, name: str, harmful_set: str | None, as_json: bool) -> None:
+@click.option("--markdown", is_flag=True, help="Print a Markdown table (for docs).")
+def rejudge_command(results_dir: str, name: str, harmful_set: str | None, as_json: bool, markdown: bool) -> None:
     """Judge the stored harmful-prompt responses of every finished cell in RESULTS_DIR again
     with another judge, and print both ASRs and the two judges' agreement. Nothing is
     generated and the store is not changed."""
     from tasksafe.errors import UserError
     from tasksafe.judges import JUDGES
+    from tasksafe.report.build import markdown_table
     from tasksafe.report.build import percent as pct
     from tasksafe.report.rejudge import rejudge
 
@@ -71,5 +73,9 @@ def rejudge_command(results_dir: str, name: str, harmful_set: str | None, as_jso
     rows = [[e["cell"]["kind"], e["cell"]["task"], e["cell"]["strategy"], e["cell"]["mitigation"],
              f"{e['cell']['budget']:g}", e["set"], e["mode"], e["n"], pct(e["stored_asr"]), pct(e["asr"]),
              pct(e["agreement"])] for e in entries]
-    print_table(["kind", "task", "strategy", "mitigation", "budget", "set", "mode", "n", f"ASR % ({stored})",
-                 f"ASR % ({name})", "same label %"], rows)
+    headers = ["kind", "task", "strategy", "mitigation", "budget", "set", "mode", "n", f"ASR % (stored, {stored})",
+               f"ASR % ({name}, now)", "same label %"]
+    if markdown:
+        click.echo(markdown_table(headers, [[str(c) for c in row] for row in rows]))
+    else:
+        print_table(headers, rows)

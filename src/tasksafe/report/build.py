@@ -213,7 +213,7 @@ def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
     return made
 
 
-def _markdown_table(headers: list[str], body: list[list[str]]) -> str:
+def markdown_table(headers: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     return "\n".join(lines)
@@ -256,7 +256,7 @@ def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
     for title, file in plots:
         md += [f"![{title}]({file})", ""]
     for title, (headers, body) in tables:
-        md += [f"## {title}", "", _markdown_table(headers, body), ""]
+        md += [f"## {title}", "", markdown_table(headers, body), ""]
     md += ["## Provenance", ""] + provenance + [""]
     with atomic_write(out / "report.md") as handle:
         handle.write("\n".join(md))
