@@ -219,6 +219,10 @@ def test_efficiency_curves_pool_seeds_and_split_tasks():
     curves = efficiency_curves(rows + [row("agnews", "none", 0, 0, 10), row("agnews", "mix", 0, 9, 5)])
     assert set(curves) == {"sst2 none", "sst2 mix", "agnews none", "agnews mix"}
     assert curves["agnews mix"][0]["k"] == 10 and curves["sst2 mix"][9]["k"] == 100
+    slot = row("sst2", "paraphrase", 0, 9, 70)
+    slot["config"]["options"] = {"placement": "slot"}  # a spec's mitigation_options: a curve of its own
+    curves = efficiency_curves(rows + [slot, row("sst2", "paraphrase", 0, 9, 5)])
+    assert curves["paraphrase (placement=slot)"][9]["k"] == 70 and curves["paraphrase"][9]["k"] == 5
 
 
 def test_rejudge_of_a_directory_without_a_store_is_a_clear_error(tmp_path):

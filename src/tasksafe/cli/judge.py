@@ -57,7 +57,7 @@ def rejudge_command(results_dir: str, name: str, harmful_set: str | None, as_jso
     generated and the store is not changed."""
     from tasksafe.errors import UserError
     from tasksafe.judges import JUDGES
-    from tasksafe.report.build import markdown_table
+    from tasksafe.report.build import markdown_table, mitigation_label
     from tasksafe.report.build import percent as pct
     from tasksafe.report.rejudge import rejudge
 
@@ -70,7 +70,7 @@ def rejudge_command(results_dir: str, name: str, harmful_set: str | None, as_jso
         return
 
     stored = entries[0]["stored_judge"] if entries else "stored"
-    rows = [[e["cell"]["kind"], e["cell"]["task"], e["cell"]["strategy"], e["cell"]["mitigation"],
+    rows = [[e["cell"]["kind"], e["cell"]["task"], e["cell"]["strategy"], mitigation_label(e["cell"]),
              f"{e['cell']['budget']:g}", e["set"], e["mode"], e["n"], pct(e["stored_asr"]), pct(e["asr"]),
              pct(e["agreement"])] for e in entries]
     headers = ["kind", "task", "strategy", "mitigation", "budget", "set", "mode", "n", f"ASR % (stored, {stored})",

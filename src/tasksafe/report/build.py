@@ -51,6 +51,13 @@ def pooled(metrics: dict, mode: str, key: str = "asr") -> dict | None:
     return Rate(sum(r["k"] for r in rates), sum(r["n"] for r in rates)).to_dict() if rates else None
 
 
+def mitigation_label(config: dict) -> str:
+    """A cell's mitigation with the options its spec gave, e.g. "paraphrase (placement=slot)"."""
+    options = config.get("options") or {}
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    return f"{config['mitigation']} ({extra})" if extra else config["mitigation"]
+
+
 def combined(rates: list[dict | None]) -> dict | None:
     """Rates of several cells (seeds, tasks) that share one point of a plot, as one rate: k and
     n summed, with its Wilson interval. None when there is none."""
@@ -80,7 +87,7 @@ def mitigation_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         _, entry = _first_harmful(m)
         in_format = entry.get("in_format", {})
         task = m.get("task") or {}
-        line = [c["task"], c["strategy"], c["mitigation"], str(m.get("safety_examples", 0)), str(c["seed"]),
+        line = [c["task"], c["strategy"], mitigation_label(c), str(m.get("safety_examples", 0)), str(c["seed"]),
                 percent(entry["plain"]["asr"]), percent(in_format.get("asr")), percent(in_format.get("degenerate"))]
         line += [percent(pooled(m, "in_format"))] if several else []
         line += [percent(task.get("generation_accuracy")), percent(task.get("loglik_accuracy")),
@@ -119,7 +126,7 @@ def efficiency_curves(rows: list[dict], mode: str = "in_format", key: str = "asr
     for r in attacked:
         c = r["config"]
         name = " ".join(([c["task"]] if len(tasks) > 1 else []) + ([c["strategy"]] if len(strategies) > 1 else [])
-                        + [c["mitigation"]])
+                        + [mitigation_label(c)])
         points[name][r["metrics"].get("safety_examples", 0)].append(_rate(r, mode, key))
         origin[name] = (c["task"], c["strategy"])  # with one task and strategy per name
     for name, curve in points.items():
@@ -195,14 +202,14 @@ def _plots(rows: list[dict], out: Path) -> list[tuple[str, str]]:
 
     # task accuracy and over-refusal per mitigation
     if finetuned:
-        mitigations = sorted({r["config"]["mitigation"] for r in finetuned})
+        mitigations = sorted({mitigation_label(r["config"]) for r in finetuned})
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
         for ax, key, title in ((axes[0], "accuracy", "Task accuracy"), (axes[1], "overrefusal", "Over-refusal (XSTest)")):
             values = []
             for mitigation in mitigations:
                 rates = [(r["metrics"].get("task") or {}).get("generation_accuracy") if key == "accuracy"
                          else r["metrics"]["overrefusal"]["xstest_safe"]
-                         for r in finetuned if r["config"]["mitigation"] == mitigation]
+                         for r in finetuned if mitigation_label(r["config"]) == mitigation]
                 rates = [x for x in rates if x]
                 values.append(100 * sum(x["value"] for x in rates) / len(rates) if rates else 0.0)
             ax.bar(mitigations, values)
