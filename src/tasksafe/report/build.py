@@ -45,10 +45,7 @@ def attack_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 def pooled(metrics: dict, mode: str, key: str = "asr") -> dict | None:
     """One rate over every harmful set of a cell (k and n summed), with its Wilson interval."""
-    from tasksafe.stats import Rate
-
-    rates = [entry[mode][key] for entry in metrics["harmful"].values() if mode in entry]
-    return Rate(sum(r["k"] for r in rates), sum(r["n"] for r in rates)).to_dict() if rates else None
+    return combined([entry[mode][key] for entry in metrics["harmful"].values() if mode in entry])
 
 
 def mitigation_label(config: dict) -> str:
