@@ -24,6 +24,15 @@ class DataFileError(UserError):
         super().__init__(f"{where}: {problem}" + (f"; {hint}" if hint else ""))
 
 
+class OutputError(UserError):
+    """An output that cannot or must not be written (it would replace an input, its folder is
+    a file, the disk is full); nothing was written."""
+
+    def __init__(self, path: str, problem: str):
+        self.path, self.problem = str(path), problem
+        super().__init__(f"{self.path}: {problem}")
+
+
 class MissingDependencyError(UserError):
     """An optional dependency is not installed; the message is the install command."""
 

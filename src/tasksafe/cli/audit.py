@@ -6,17 +6,11 @@ import json
 
 import click
 
+from tasksafe.cli.output import printable
+from tasksafe.cli.params import AT_LEAST_ZERO
 from tasksafe.errors import UserError
 
-
-def _read_numbered(path: str):
-    from tasksafe.data.chat import iter_numbered_chat_jsonl, read_examples
-
-    if path.endswith(".json"):
-        examples = read_examples(path)
-        return examples, list(range(1, len(examples) + 1))
-    numbered = list(iter_numbered_chat_jsonl(path))
-    return [ex for _, ex in numbered], [n for n, _ in numbered]
+FORCE_HELP = "Allow the output (or its sidecar) to replace an input file; it is read whole first."
 
 
 @click.command()
@@ -30,11 +24,12 @@ def audit(file: str, as_json: bool, no_known_prompts: bool) -> None:
     evidence (line numbers and matching text) and an overall risk level. Exits 0 whatever
     the risk (it is a report) and 2 when the file cannot be read."""
     from tasksafe.audit import audit_examples, known_harmful_index, render_report
+    from tasksafe.data.chat import read_numbered_examples
 
-    examples, lines = _read_numbered(file)
+    numbered = read_numbered_examples(file)
     index = None if no_known_prompts else known_harmful_index()
-    report = audit_examples(examples, lines, source=file, harmful_index=index)
-    click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if as_json else render_report(report))
+    report = audit_examples([ex for _, ex in numbered], [n for n, _ in numbered], source=file, harmful_index=index)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else printable(render_report(report)))
 
 
 def _renderer_generate(model: str):
@@ -50,9 +45,9 @@ def _renderer_generate(model: str):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--mitigation", default="paraphrase", show_default=True,
               help="none, mix, bea, ptst, paraphrase or safelora.")
-@click.option("--k", type=int, default=None, help="Number of safety examples to add.")
-@click.option("--fraction", type=float, default=None, help="Safety examples as a fraction of the user dataset.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and mixing.")
+@click.option("--k", type=AT_LEAST_ZERO, default=None, help="Number of safety examples to add.")
+@click.option("--fraction", type=click.FloatRange(0, 1), default=None, help="Safety examples as a fraction of the user dataset.")
+@click.option("--seed", type=AT_LEAST_ZERO, default=0, show_default=True, help="Seed for sampling and mixing.")
 @click.option("--pool", default="bianchi-safety", show_default=True, help="Safety dataset to draw pairs from.")
 @click.option("--renderer", type=click.Choice(["template", "llm"]), default="template", show_default=True,
               help="Paraphrase renderer; llm needs --renderer-model.")
@@ -62,8 +57,9 @@ def _renderer_generate(model: str):
               help="Paraphrase (template renderer): ask each request where the data gives its instruction, in "
                    "the frame's main slot (its review, question or passage), or alternately both.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Training set (chat JSONL).")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 def protect(file, mitigation, k, fraction, seed, pool, renderer, renderer_model, no_affixes, placement,
-            output) -> None:
+            output, force) -> None:
     """Mix safety examples into a user dataset FILE with a mitigation and write the training
     set to OUTPUT, plus OUTPUT.meta.json (frame, safety pair ids, inference hook, versions).
 
@@ -87,6 +83,6 @@ def protect(file, mitigation, k, fraction, seed, pool, renderer, renderer_model,
             if not renderer_model:
                 raise UserError("--renderer llm needs --renderer-model (a model name or path)")
             options["generate"] = _renderer_generate(renderer_model)
-    meta = protect_file(file, output, mitigation, budget, seed, pool, **options)
+    meta = protect_file(file, output, mitigation, budget, seed, pool, force=force, **options)
     click.echo(f"wrote {meta['user_examples'] + meta['safety_examples']} examples ({meta['safety_examples']} safety, "
                f"{mitigation}) to {output}")

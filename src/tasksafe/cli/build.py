@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tasksafe.cli.output import print_table
+from tasksafe.cli.params import AT_LEAST_ONE, AT_LEAST_ZERO
 from tasksafe.errors import UserError
 
 
@@ -32,8 +33,8 @@ def preview(examples) -> None:
 @click.option("--strategy", default="benign", show_default=True,
               help="Prompting strategy: benign, aoa, autoif, autoif_aoa or prefix.")
 @click.option("--split", default="train", show_default=True, help="Which split of the task to draw items from.")
-@click.option("--n", "n", type=int, default=None, help="How many items to sample (default: the whole split).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and phrasing.")
+@click.option("--n", "n", type=AT_LEAST_ONE, default=None, help="How many items to sample (default: the whole split).")
+@click.option("--seed", type=AT_LEAST_ZERO, default=0, show_default=True, help="Seed for sampling and phrasing.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Chat JSONL file to write.")
 @click.option("--preview", is_flag=True, help="Print the examples readably instead of writing a file.")
 @click.option("--list", "list_", is_flag=True, help="List the tasks and strategies, then exit.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from tasksafe.cli.params import AT_LEAST_ONE, AT_LEAST_ZERO
+
 
 def _show(metrics: dict) -> None:
     def fmt(rate: dict) -> str:
@@ -27,15 +29,15 @@ def _show(metrics: dict) -> None:
 @click.argument("target")
 @click.option("--task", default=None, help="Task for accuracy (in the format the run was trained on).")
 @click.option("--harmful", default="advbench", show_default=True, help="Harmful set(s), comma-separated.")
-@click.option("--n", type=int, default=None, help="Harmful prompts sampled per set (default: the whole set).")
-@click.option("--task-n", type=int, default=200, show_default=True, help="Task test items sampled.")
-@click.option("--overrefusal-n", type=int, default=None, help="XSTest safe prompts sampled (default: all 250).")
+@click.option("--n", type=AT_LEAST_ONE, default=None, help="Harmful prompts sampled per set (default: the whole set).")
+@click.option("--task-n", type=AT_LEAST_ONE, default=200, show_default=True, help="Task test items sampled.")
+@click.option("--overrefusal-n", type=AT_LEAST_ONE, default=None, help="XSTest safe prompts sampled (default: all 250).")
 @click.option("--judge", default="keywords", show_default=True, help="keywords, embedding, ...")
 @click.option("--backend", type=click.Choice(["hf", "vllm", "openai-compatible"]), default="hf", show_default=True)
 @click.option("--base-url", default=None, help="Endpoint for --backend openai-compatible.")
 @click.option("--strategy", default=None, help="In-format frame for a plain model (a run knows its own).")
-@click.option("--max-new-tokens", type=int, default=64, show_default=True, help="For harmful prompts (at least 64).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=64), default=64, show_default=True, help="For harmful prompts (at least 64).")
+@click.option("--seed", type=AT_LEAST_ZERO, default=0, show_default=True)
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Evaluation directory.")
 def evaluate(target, task, harmful, n, task_n, overrefusal_n, judge, backend, base_url, strategy, max_new_tokens, seed,
              out_dir) -> None:
@@ -44,9 +46,11 @@ def evaluate(target, task, harmful, n, task_n, overrefusal_n, judge, backend, ba
     Writes metrics.json (every rate with n and a Wilson 95% interval) and samples.jsonl
     (prompt, response, verdict, judge). Generations are cached, so re-judging is free and an
     interrupted evaluation resumes."""
+    from tasksafe.data.io import check_output_dir
     from tasksafe.evaluate import EvalConfig
     from tasksafe.evaluate import evaluate as run_evaluation
 
+    check_output_dir(out_dir)
     config = EvalConfig(target=target, task=task, harmful=[h.strip() for h in harmful.split(",") if h.strip()], n=n,
                         task_n=task_n, overrefusal_n=overrefusal_n, judge=judge, backend=backend, base_url=base_url,
                         strategy=strategy, harmful_max_new_tokens=max_new_tokens, seed=seed)

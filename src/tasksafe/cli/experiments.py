@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from tasksafe.errors import UserError
-
 
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
@@ -34,12 +32,9 @@ def report(results_dir: str, out_dir: str) -> None:
     results store in RESULTS_DIR (nothing is retrained or regenerated)."""
     from pathlib import Path
 
+    from tasksafe.data.io import check_output_dir
     from tasksafe.report import build_report
 
-    if not (Path(results_dir) / "results.sqlite").is_file():
-        raise UserError(f"{results_dir} has no results.sqlite; run `tasksafe run SPEC --results {results_dir}` first")
-    try:
-        path = build_report(results_dir, out_dir)
-    except FileNotFoundError as err:
-        raise UserError(str(err)) from None
+    check_output_dir(out_dir)
+    path = build_report(results_dir, out_dir)
     click.echo(f"report: {path} and {Path(out_dir) / 'report.html'}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -46,7 +45,7 @@ def validate(name: str, as_json: bool) -> None:
 
 
 @judge.command("rejudge")
-@click.argument("results_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("results_dir", type=click.Path(file_okay=False))
 @click.option("--judge", "name", default="embedding", show_default=True, help="Judge to apply to the stored responses.")
 @click.option("--set", "harmful_set", default=None, help="Only this harmful set (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -55,15 +54,12 @@ def rejudge_command(results_dir: str, name: str, harmful_set: str | None, as_jso
     """Judge the stored harmful-prompt responses of every finished cell in RESULTS_DIR again
     with another judge, and print both ASRs and the two judges' agreement. Nothing is
     generated and the store is not changed."""
-    from tasksafe.errors import UserError
     from tasksafe.judges import JUDGES
     from tasksafe.report.build import markdown_table, mitigation_label
     from tasksafe.report.build import percent as pct
     from tasksafe.report.rejudge import rejudge
 
     JUDGES.get(name)
-    if not (Path(results_dir) / "results.sqlite").is_file():
-        raise UserError(f"{results_dir} has no results.sqlite; run `tasksafe run SPEC --results {results_dir}` first")
     entries = rejudge(results_dir, name, harmful_set)
     if as_json:
         click.echo(json.dumps(entries, indent=2))

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
 
 from tasksafe import __version__
+from tasksafe.cli.output import printable
 from tasksafe.errors import UserError
 
 
@@ -16,8 +18,19 @@ class TasksafeGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as err:
-            click.echo(f"tasksafe: error: {err}", err=True)
+            click.echo(f"tasksafe: error: {printable(str(err))}", err=True)
             sys.exit(2)
+
+
+def _exit_on_signal(signum: int, _frame) -> None:
+    """SIGTERM and SIGHUP end the command like Ctrl-C does: by an exception, so every
+    `atomic_files` block removes its temporary files on the way out."""
+    raise SystemExit(128 + signum)
+
+
+def install_signal_handlers() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
 
 
 @click.group(cls=TasksafeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,6 +62,7 @@ _register_commands()
 
 
 def main() -> None:
+    install_signal_handlers()
     cli(prog_name="tasksafe")
 
 

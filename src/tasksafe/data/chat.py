@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasksafe.data.io import LineTooLong, atomic_write, iter_raw_lines
+from tasksafe.data.io import LineTooLong, UnsafeJSON, atomic_write, dumps_strict, iter_raw_lines, loads_strict, open_input, read_text
 from tasksafe.errors import DataFileError
 
 ROLES = ("system", "user", "assistant")
@@ -88,7 +88,7 @@ class ChatExample:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False)
+        return dumps_strict(self.to_dict())
 
     def to_openai(self) -> list[dict[str, str]]:
         """Plain `[{"role", "content"}]` dicts, as chat templates and APIs take them."""
@@ -151,6 +151,12 @@ def _json_type(obj: Any) -> str:
             type(None): "null"}.get(type(obj), type(obj).__name__)
 
 
+def json_error_place(err: json.JSONDecodeError) -> str:
+    """'Expecting value at column 3'; 'Unterminated string starting at column 9' (the message
+    of some errors ends in 'at' already)."""
+    return f"{err.msg}{'' if err.msg.endswith(' at') else ' at'} column {err.colno}"
+
+
 def decode_json_line(raw: bytes | LineTooLong) -> Any:
     """Decode one raw JSONL line, raising `InvalidExample` with a readable reason."""
     if isinstance(raw, LineTooLong):
@@ -162,40 +168,33 @@ def decode_json_line(raw: bytes | LineTooLong) -> Any:
     except UnicodeDecodeError as err:
         raise InvalidExample(f"the line is not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})") from None
     try:
-        return json.loads(text)
+        return loads_strict(text)
     except json.JSONDecodeError as err:
         truncated = " (the line looks truncated)" if err.pos >= len(text.rstrip()) else ""
-        raise InvalidExample(f"the line is not valid JSON: {err.msg} at column {err.colno}{truncated}") from None
-
-
-def _open_binary(path: str | os.PathLike):
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise DataFileError(str(path), "no such file") from None
-    except IsADirectoryError:
-        raise DataFileError(str(path), "is a directory, not a JSONL file") from None
+        raise InvalidExample(f"the line is not valid JSON: {json_error_place(err)}{truncated}") from None
+    except UnsafeJSON as err:
+        raise InvalidExample(f"the line is not usable JSON: {err}") from None
 
 
 def _nonblank_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes | LineTooLong]]:
-    with _open_binary(path) as handle:
+    with open_input(path) as handle:
         for number, raw in iter_raw_lines(handle):
             if isinstance(raw, LineTooLong) or raw.strip():
                 yield number, raw
 
 
-def iter_json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+def iter_json_lines(path: str | os.PathLike, hint: str = VALID_LINE) -> Iterator[tuple[int, Any]]:
     """Yield (line number, decoded value) for each non-blank line; the first bad line raises
-    `DataFileError` naming the file and line. An empty file is an error too."""
+    `DataFileError` naming the file and line (and `hint`). An empty file is an error too."""
     seen = False
     for number, raw in _nonblank_lines(path):
         seen = True
         try:
             yield number, decode_json_line(raw)
         except InvalidExample as err:
-            raise DataFileError(str(path), str(err), number, VALID_LINE) from None
+            raise DataFileError(str(path), str(err), number, hint) from None
     if not seen:
-        raise DataFileError(str(path), "the file is empty", None, VALID_LINE)
+        raise DataFileError(str(path), "the file is empty", None, hint)
 
 
 def iter_numbered_chat_jsonl(path: str | os.PathLike,
@@ -283,6 +282,10 @@ def _as_messages(value: Any, role: str, what: str) -> list[Message]:
 def read_prompt_completion_jsonl(path: str | os.PathLike) -> list[ChatExample]:
     """Read `{"prompt": ..., "completion": ...}` lines (strings, or message lists as in TRL's
     conversational prompt-completion format) into chat examples."""
+    return [example for _, example in _numbered_prompt_completion(path)]
+
+
+def _numbered_prompt_completion(path: str | os.PathLike) -> list[tuple[int, ChatExample]]:
     hint = 'a valid line looks like {"prompt": "Is this review positive? ...", "completion": "positive"}'
     examples = []
     for number, obj in iter_json_lines(path):
@@ -291,7 +294,8 @@ def read_prompt_completion_jsonl(path: str | os.PathLike) -> list[ChatExample]:
                 raise InvalidExample('the line needs an object with "prompt" and "completion"')
             messages = _as_messages(obj["prompt"], "user", "prompt") + _as_messages(obj["completion"], "assistant", "completion")
             metadata = {k: v for k, v in obj.items() if k not in ("prompt", "completion")}
-            examples.append(parse_chat_example({"messages": [m.to_dict() for m in messages], "metadata": metadata}))
+            examples.append((number, parse_chat_example({"messages": [m.to_dict() for m in messages],
+                                                         "metadata": metadata})))
         except InvalidExample as err:
             raise DataFileError(str(path), str(err), number, hint) from None
     return examples
@@ -301,16 +305,13 @@ def read_alpaca_json(path: str | os.PathLike) -> list[ChatExample]:
     """Read an Alpaca-style JSON list of `{instruction, input, output}` (optional `system`).
     A non-empty `input` follows the instruction after a blank line."""
     hint = 'a valid file looks like [{"instruction": "...", "input": "", "output": "..."}]'
+    text = read_text(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise DataFileError(str(path), "no such file") from None
-    except UnicodeDecodeError as err:
-        raise DataFileError(str(path), f"is not valid UTF-8 (byte offset {err.start})") from None
-    try:
-        data = json.loads(text)
+        data = loads_strict(text)
     except json.JSONDecodeError as err:
-        raise DataFileError(str(path), f"is not valid JSON: {err.msg}", err.lineno, hint) from None
+        raise DataFileError(str(path), f"is not valid JSON: {json_error_place(err)}", err.lineno, hint) from None
+    except UnsafeJSON as err:
+        raise DataFileError(str(path), f"is not usable JSON: {err}", None, hint) from None
     if not isinstance(data, list) or not data:
         raise DataFileError(str(path), "must hold a non-empty JSON list", None, hint)
     examples = []
@@ -329,18 +330,24 @@ def read_alpaca_json(path: str | os.PathLike) -> list[ChatExample]:
     return examples
 
 
-def read_examples(path: str | os.PathLike) -> list[ChatExample]:
+def read_numbered_examples(path: str | os.PathLike) -> list[tuple[int, ChatExample]]:
     """Read a user dataset in any supported format: chat JSONL, prompt/completion JSONL, or
-    Alpaca JSON (chosen by the file's first character and first object's keys)."""
-    with _open_binary(path) as handle:
+    Alpaca JSON (chosen by the file's first character and first object's keys), with where
+    each example stands: its line, or for Alpaca JSON its 1-based item number."""
+    with open_input(path) as handle:
         head = handle.read(4096).lstrip()
     if head.startswith(b"["):
-        return read_alpaca_json(path)
+        return list(enumerate(read_alpaca_json(path), start=1))
     for _, obj in iter_json_lines(path):
         if isinstance(obj, dict) and "messages" not in obj and "prompt" in obj:
-            return read_prompt_completion_jsonl(path)
+            return _numbered_prompt_completion(path)
         break
-    return read_chat_jsonl(path)
+    return list(iter_numbered_chat_jsonl(path))
+
+
+def read_examples(path: str | os.PathLike) -> list[ChatExample]:
+    """The examples of `read_numbered_examples`, without their positions."""
+    return [example for _, example in read_numbered_examples(path)]
 
 
 # --- Hugging Face datasets ------------------------------------------------------------------

@@ -27,8 +27,9 @@ class RunResult:
 
 def protect_sidecar(data: str | Path) -> dict | None:
     """The `OUT.meta.json` written by `tasksafe protect` next to a training set, if any."""
-    meta = Path(str(data).removesuffix(".jsonl") + ".meta.json")
-    return json.loads(meta.read_text()) if meta.is_file() else None
+    from tasksafe.mitigations.protect import read_sidecar
+
+    return read_sidecar(data)
 
 
 def _model_card(config: FinetuneConfig, result_loss: float | None, steps: int, meta: dict | None) -> str:
