@@ -4,14 +4,13 @@ aligned model, cached generations), and record each cell only when it has finish
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tasksafe.errors import UserError
 from tasksafe.experiments.spec import Spec, cell_id, expand, selected
-from tasksafe.experiments.store import ResultsStore
+from tasksafe.experiments.store import ResultsStore, store_path
 
 UNALIGNED = {"aligned": "smollm2-135m"}  # what Safe LoRA subtracts, per aligned model
 GENERATION_TOKENS_PER_S = 190.0  # measured on the 2-core CPU (docs/benchmarks.md)
@@ -42,7 +41,7 @@ def run_cell(cell: dict, store: ResultsStore) -> tuple[dict, dict]:
     """Run one cell; returns (metrics, timings)."""
     from tasksafe.data.chat import write_chat_jsonl
     from tasksafe.evaluate import EvalConfig, evaluate
-    from tasksafe.mitigations.protect import protect_file, sidecar_path
+    from tasksafe.mitigations.protect import protect_file, read_sidecar, sidecar_path
     from tasksafe.strategies import build_dataset
     from tasksafe.train import FinetuneConfig, finetune
 
@@ -74,7 +73,7 @@ def run_cell(cell: dict, store: ResultsStore) -> tuple[dict, dict]:
     protected = data_dir / f"{stem}-{cell['mitigation']}-{cell['budget']:g}{variant}.jsonl"
     if not sidecar_path(protected).is_file():
         protect_file(user_data, protected, cell["mitigation"], _budget(cell["budget"]), cell["seed"], **options)
-    meta = json.loads(sidecar_path(protected).read_text())
+    meta = read_sidecar(protected)
     timings["protect"] = time.time() - start
 
     start = time.time()
@@ -114,13 +113,16 @@ def run_spec(spec: Spec, results_dir: str | Path, dry_run: bool = False,
              echo: Callable[[str], None] = print, only: dict[str, set[str]] | None = None) -> list[dict]:
     """Run every unfinished cell of `spec` (or, with `dry_run`, list them with estimates);
     `only` (see `parse_only`) restricts the grid to a part of it."""
-    store = ResultsStore(results_dir)
     cells = [c for c in expand(spec) if selected(c, only or {})]
     if not cells:
         raise UserError("no cell of the grid matches the --only filters")
-    done = store.finished()
-    todo = [c for c in cells if c["id"] not in done]
-    if dry_run:
+    if dry_run:  # reads the store if there is one; writes nothing
+        done = set()
+        if store_path(results_dir).is_file():
+            reader = ResultsStore(results_dir, read_only=True)
+            done = reader.finished()
+            reader.close()
+        todo = [c for c in cells if c["id"] not in done]
         total = 0.0
         for cell in cells:
             seconds = estimate_seconds(cell)
@@ -130,6 +132,9 @@ def run_spec(spec: Spec, results_dir: str | Path, dry_run: bool = False,
                  f"{cell['mitigation']:<10} budget {cell['budget']:<6g} seed {cell['seed']}  {state}")
         echo(f"{len(cells)} cells, {len(cells) - len(todo)} finished; about {total / 60:.0f} min of CPU time left")
         return cells
+    store = ResultsStore(results_dir)
+    done = store.finished()
+    todo = [c for c in cells if c["id"] not in done]
     for i, cell in enumerate(todo, 1):
         echo(f"[{i}/{len(todo)}] {cell['kind']} {cell['model']} {cell['task']} {cell['strategy']} "
              f"{cell['mitigation']} budget {cell['budget']:g} seed {cell['seed']}")

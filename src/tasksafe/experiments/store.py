@@ -1,4 +1,4 @@
-"""The results store: SQLite (WAL) plus an artifacts folder. One row per *finished* cell,
+"""The results store: SQLite plus an artifacts folder. One row per *finished* cell,
 written in a single transaction, so a crash at any moment leaves either the whole row or
 nothing; rerunning skips finished cells. The report reads rows and never re-runs anything."""
 
@@ -12,8 +12,14 @@ import time
 from pathlib import Path
 
 from tasksafe import __version__
+from tasksafe.errors import UserError
 
 SCHEMA_VERSION = 1
+COLUMNS = ("id", "spec", "schema_version", "config", "metrics", "timings", "versions", "git_commit", "finished_at")
+
+
+class StoreError(UserError):
+    """A results store that cannot be read: missing, not SQLite, not tasksafe's, or damaged."""
 
 
 def git_commit() -> str | None:
@@ -36,18 +42,63 @@ def versions() -> dict:
     return out
 
 
+def store_path(root: str | Path) -> Path:
+    return Path(root) / "results.sqlite"
+
+
+def _read_only_uri(path: Path) -> str:
+    """An SQLite URI that reads `path` without writing anything beside it. A store left in WAL
+    mode by an older tasksafe, with no -wal file (so no writer has it open), is opened as
+    immutable: a plain read-only open of a WAL file creates -wal and -shm files."""
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    with path.open("rb") as handle:
+        header = handle.read(20)
+    wal_mode = len(header) == 20 and header[:16] == b"SQLite format 3\x00" and header[18] == 2
+    if wal_mode and not path.with_name(path.name + "-wal").exists():
+        uri += "&immutable=1"
+    return uri
+
+
 class ResultsStore:
-    def __init__(self, root: str | Path):
+    """`ResultsStore(root)` opens (or creates) the store a run writes; `read_only=True` opens
+    an existing one for reading and changes nothing on disk (no table, no journal mode, no
+    folder), as `report`, `judge rejudge` and `run --dry-run` need."""
+
+    def __init__(self, root: str | Path, read_only: bool = False):
         self.root = Path(root)
         self.artifacts = self.root / "artifacts"
-        self.artifacts.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.root / "results.sqlite", timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("""CREATE TABLE IF NOT EXISTS cells (
-            id TEXT PRIMARY KEY, spec TEXT NOT NULL, schema_version INTEGER NOT NULL, config TEXT NOT NULL,
-            metrics TEXT NOT NULL, timings TEXT NOT NULL, versions TEXT NOT NULL, git_commit TEXT,
-            finished_at REAL NOT NULL)""")
-        self._db.commit()
+        self.path = store_path(root)
+        if read_only and not self.path.is_file():
+            raise StoreError(f"{self.root} has no results.sqlite; run `tasksafe run SPEC --results {self.root}` first")
+        try:
+            if read_only:
+                self._db = sqlite3.connect(_read_only_uri(self.path), uri=True, timeout=60)
+            else:
+                self.artifacts.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, timeout=60)
+                # a rollback journal, not WAL: a WAL reader creates -wal/-shm files beside the store
+                self._db.execute("PRAGMA journal_mode=DELETE")
+                self._db.execute("""CREATE TABLE IF NOT EXISTS cells (
+                    id TEXT PRIMARY KEY, spec TEXT NOT NULL, schema_version INTEGER NOT NULL, config TEXT NOT NULL,
+                    metrics TEXT NOT NULL, timings TEXT NOT NULL, versions TEXT NOT NULL, git_commit TEXT,
+                    finished_at REAL NOT NULL)""")
+                self._db.commit()
+            self._check_schema()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path}: not a tasksafe results store ({err}); expected the SQLite file that "
+                             "`tasksafe run` writes") from None
+        except OSError as err:
+            raise StoreError(f"{self.path}: cannot be opened ({err.strerror})") from None
+
+    def _check_schema(self) -> None:
+        columns = tuple(row[1] for row in self._db.execute("PRAGMA table_info(cells)"))
+        if columns != COLUMNS:
+            found = "no cells table" if not columns else f"a cells table with columns {', '.join(columns)}"
+            raise StoreError(f"{self.path}: an SQLite database but not a tasksafe results store ({found})")
+        newest = self._db.execute("SELECT MAX(schema_version) FROM cells").fetchone()[0]
+        if newest is not None and newest > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: written by a newer tasksafe (schema {newest}; this one reads "
+                             f"{SCHEMA_VERSION}); upgrade tasksafe to read it")
 
     def finished(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT id FROM cells")}
@@ -59,11 +110,30 @@ class ResultsStore:
                               json.dumps(timings), json.dumps(versions()), git_commit(), time.time()))
 
     def rows(self) -> list[dict]:
-        rows = self._db.execute("SELECT id, spec, config, metrics, timings, versions, git_commit, finished_at "
-                                "FROM cells ORDER BY finished_at").fetchall()
-        return [{"id": r[0], "spec": r[1], "config": json.loads(r[2]), "metrics": json.loads(r[3]),
-                 "timings": json.loads(r[4]), "versions": json.loads(r[5]), "git_commit": r[6], "finished_at": r[7]}
-                for r in rows]
+        """Every finished cell, oldest first; a damaged row is a `StoreError` naming its cell."""
+        try:
+            raw = self._db.execute("SELECT id, spec, config, metrics, timings, versions, git_commit, finished_at "
+                                   "FROM cells ORDER BY finished_at").fetchall()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path}: the store is damaged ({err})") from None
+        return [self._row(r) for r in raw]
+
+    def _row(self, r: tuple) -> dict:
+        row = {"id": r[0], "spec": r[1], "git_commit": r[6], "finished_at": r[7]}
+        for name, text in zip(("config", "metrics", "timings", "versions"), r[2:6]):
+            try:
+                row[name] = json.loads(text)
+            except (TypeError, ValueError, RecursionError):
+                row[name] = None
+            if not isinstance(row[name], dict):
+                raise StoreError(f"{self.path}: cell {r[0]} is damaged (its {name} is not a JSON object); delete "
+                                 "that row and rerun the cell")
+        missing = [k for k in ("harmful", "overrefusal", "judge") if not isinstance(row["metrics"].get(k), dict)]
+        missing += [k for k in ("kind", "task", "strategy", "mitigation") if k not in row["config"]]
+        if missing:
+            raise StoreError(f"{self.path}: cell {r[0]} is damaged (no {', '.join(missing)}); delete that row and "
+                             "rerun the cell")
+        return row
 
     def close(self) -> None:
         self._db.close()

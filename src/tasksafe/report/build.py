@@ -9,7 +9,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from tasksafe.data.io import atomic_write
-from tasksafe.experiments.store import ResultsStore
+from tasksafe.errors import OutputError
+from tasksafe.experiments.store import ResultsStore, StoreError
 
 
 def percent(rate: dict | None) -> str:
@@ -231,13 +232,16 @@ def _html_table(headers: list[str], body: list[list[str]]) -> str:
 
 def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
     """Write report.md, report.html and the PNG plots; returns the Markdown path."""
-    store = ResultsStore(results_dir)
+    store = ResultsStore(results_dir, read_only=True)
     rows = store.rows()
     store.close()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if not rows:
-        raise FileNotFoundError(f"no finished cells in {results_dir}")
+        raise StoreError(f"{store.path}: no finished cells yet")
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(str(out), f"cannot be created ({err.strerror})") from None
     plots = _plots(rows, out)
     tables = [("The attack", attack_table(rows)), ("Mitigations", mitigation_table(rows))]
     judges = {r["metrics"]["judge"]["name"]: r["metrics"]["judge"]["validation"] for r in rows}

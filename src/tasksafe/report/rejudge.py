@@ -3,8 +3,8 @@ depends on the judge? Reads the results store and each cell's samples.jsonl; gen
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 from tasksafe.experiments.store import ResultsStore
@@ -13,26 +13,42 @@ from tasksafe.stats import Rate
 MODES = {"harmful-plain": "plain", "harmful-in-format": "in-format"}
 
 
+SAMPLE_KEYS = ("kind", "set", "prompt", "response")
+
+
+def read_samples(path: str | Path) -> Iterator[dict]:
+    """The lines of an evaluation's samples.jsonl; a damaged line (truncated, not a sample) is
+    a `DataFileError` naming the file and line."""
+    from tasksafe.data.chat import iter_json_lines
+    from tasksafe.errors import DataFileError
+
+    for number, sample in iter_json_lines(path, hint=""):
+        needed = SAMPLE_KEYS + (("verdict",) if isinstance(sample, dict) and sample.get("kind") in MODES else ())
+        if not isinstance(sample, dict) or any(key not in sample for key in needed) \
+                or not isinstance(sample["prompt"], list) or not sample["prompt"]:
+            raise DataFileError(str(path), f"not a stored sample (one needs {', '.join(needed)}); the "
+                                           "evaluation's samples are damaged", number)
+        yield sample
+
+
 def rejudge(results_dir: str | Path, judge_name: str, harmful_set: str | None = None) -> list[dict]:
     """One entry per (cell, harmful set, mode): ASR by the stored verdicts and by `judge_name`,
     and how often the two judges give the same label."""
     from tasksafe.judges import JUDGES, judge_many
 
-    judge = JUDGES.get(judge_name)()
-    store = ResultsStore(results_dir)
+    store = ResultsStore(results_dir, read_only=True)
     rows = store.rows()
     store.close()
+    judge = JUDGES.get(judge_name)()
     out = []
     for row in rows:
         samples_path = Path(results_dir) / "artifacts" / "evals" / row["id"] / "samples.jsonl"
         if not samples_path.is_file():
             continue
         groups = defaultdict(list)
-        with samples_path.open() as handle:
-            for line in handle:
-                sample = json.loads(line)
-                if sample["kind"] in MODES and harmful_set in (None, sample["set"]):
-                    groups[(sample["set"], MODES[sample["kind"]])].append(sample)
+        for sample in read_samples(samples_path):
+            if sample["kind"] in MODES and harmful_set in (None, sample["set"]):
+                groups[(sample["set"], MODES[sample["kind"]])].append(sample)
         for (set_name, mode), samples in groups.items():
             verdicts = judge_many(judge, [(s["prompt"][-1]["content"], s["response"]) for s in samples])
             n = len(samples)
