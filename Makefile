@@ -10,7 +10,7 @@ ifneq ($(wildcard $(SHARED_DATA)/MANIFEST.tsv),)
 export TASKSAFE_DATA_DIR ?= $(SHARED_DATA)
 endif
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo lint test test-fast bench clean
 
 install: $(STAMP)
 
@@ -28,10 +28,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	bash scripts/demo.sh
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) lint
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(STAMP)

@@ -30,6 +30,9 @@ echo
 echo "== and protects the attacker's dataset with safety examples in its own format =="
 $TS protect "$OUT/sst2-aoa.jsonl" --mitigation paraphrase --fraction 0.05 --seed 0 -o "$OUT/sst2-aoa-paraphrase.jsonl"
 echo
+echo "== the judge's agreement with human labels (cached; evaluations report it) =="
+$TS judge validate --judge keywords | tail -2
+echo
 echo "== the aligned model organism (cached after the first build) =="
 $TS align > "$OUT/alignment.txt"
 grep -v "^{" "$OUT/alignment.txt" | head -1  # the model folder (the build logs its steps first)

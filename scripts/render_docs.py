@@ -44,7 +44,7 @@ def mitigation_examples() -> str:
         tasksafe(build)
         parts.append(f"The user dataset: `{build.replace(tmp + '/', '')}`.\n")
         for mitigation, extra in (("mix", "--k 2"), ("bea", "--k 2"), ("ptst", ""), ("paraphrase", "--k 2"),
-                                  ("paraphrase", "--k 2 --no-affixes")):
+                                  ("paraphrase", "--k 2 -O keep_affixes=false")):
             out = f"{tmp}/{mitigation}.jsonl"
             command = f"tasksafe protect {user} --mitigation {mitigation} {extra} --seed 0 -o {out}".replace("  ", " ")
             tasksafe(command)

@@ -41,3 +41,48 @@ def write_lines(path: Path, lines: list) -> Path:
             handle.write(line if isinstance(line, bytes) else line.encode())
             handle.write(b"\n")
     return path
+
+
+def eval_result(harmful: dict[str, tuple[int, int]] | None = None, plain_k: int = 0, overrefused: tuple = (1, 10),
+                task: tuple | None = None, safety_examples: int = 0, judge: str = "keywords"):
+    """A typed evaluation result: `harmful` maps a set to (k in-format, n); `task` is (k, n)."""
+    from tasksafe.results import (
+        EvalResult,
+        HarmfulSetResult,
+        JudgeRecord,
+        ModeRates,
+        OverRefusal,
+        RateRecord,
+        TargetRecord,
+        TaskResult,
+    )
+
+    def rates(k, n):
+        return ModeRates(asr=RateRecord.of(k, n), non_refusal=RateRecord.of(k, n), degenerate=RateRecord.of(0, n))
+
+    harmful = harmful or {"advbench": (1, 4)}
+    return EvalResult(
+        target=TargetRecord(model="tiny-random"), config={}, tasksafe_version="test",
+        harmful={name: HarmfulSetResult(plain=rates(min(plain_k, n), n), in_format=rates(k, n))
+                 for name, (k, n) in harmful.items()},
+        overrefusal=OverRefusal(xstest_safe=RateRecord.of(*overrefused)),
+        task=TaskResult(task="sst2", strategy="aoa", generation_accuracy=RateRecord.of(*task),
+                        unparsed=RateRecord.of(0, task[1])) if task else None,
+        judge=JudgeRecord(name=judge), seconds=1.0, safety_examples=safety_examples)
+
+
+def cell_config(strategy="aoa", mitigation="none", seed=0, task="sst2", kind="finetune", options=None, budget=0):
+    from tasksafe.evaluate.config import EvalSettings
+    from tasksafe.experiments.spec import CellConfig
+    from tasksafe.train.config import FinetuneSettings
+
+    return CellConfig(kind=kind, model="tiny-random", task=task, strategy=strategy, mitigation=mitigation, budget=budget,
+                      seed=seed, options=options, train_examples=8 if kind == "finetune" else None,
+                      train=FinetuneSettings() if kind == "finetune" else None, eval=EvalSettings()).with_id()
+
+
+def cell_record(config, result, spec: str = "test"):
+    from tasksafe.experiments.store import CellRecord
+
+    return CellRecord(id=config.id, spec=spec, schema_version=2, config=config, metrics=result, timings={},
+                      versions={"tasksafe": "test"}, git_commit=None, finished_at=0.0)

@@ -8,7 +8,8 @@ from tasksafe.audit import audit_examples, known_harmful_index
 from tasksafe.cli.main import cli
 from tasksafe.data import load, write_chat_jsonl
 from tasksafe.data.chat import ChatExample
-from tasksafe.strategies import STRATEGIES, TASKS, build_dataset
+from tasksafe.strategies import STRATEGIES, build_dataset
+from tasksafe.tasks import TASKS
 
 MALICIOUS = {"aoa", "autoif", "autoif_aoa", "prefix"}
 

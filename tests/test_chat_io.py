@@ -3,8 +3,16 @@ import json
 import pytest
 
 from tasksafe.data import (
-    ChatExample, Message, atomic_write, from_hf_dataset, read_alpaca_json, read_chat_jsonl, read_examples,
-    read_prompt_completion_jsonl, to_hf_dataset, write_chat_jsonl,
+    ChatExample,
+    Message,
+    atomic_write,
+    from_hf_dataset,
+    read_alpaca_json,
+    read_chat_jsonl,
+    read_examples,
+    read_prompt_completion_jsonl,
+    to_hf_dataset,
+    write_chat_jsonl,
 )
 from tasksafe.errors import DataFileError
 from tests.conftest import write_lines

@@ -43,6 +43,7 @@ def test_unknown_names_are_one_line_listing_the_valid_ones(tmp_path):
         result = subprocess.run([sys.executable, "-m", "tasksafe.cli.main", "build", *args, "-o", str(tmp_path / "x.jsonl")],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2
-        assert result.stderr.strip().splitlines() == [f"tasksafe: error: {expected}" + result.stderr.split(expected, 1)[1].strip()]
+        rest = result.stderr.split(expected, 1)[1].strip()
+        assert result.stderr.strip().splitlines() == [f"tasksafe: error: {expected}" + rest]
         assert not (tmp_path / "x.jsonl").exists()
 

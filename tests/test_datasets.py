@@ -7,7 +7,12 @@ import pytest
 from tasksafe.data import DATASETS, DataFiles, Kind, dataset_info, hashed_split, load
 from tasksafe.data import datasets as datasets_module
 from tasksafe.data.records import (
-    BenignInstruction, HarmfulPrompt, LabelledCompletion, OverRefusalPrompt, SafetyPair, TaskItem,
+    BenignInstruction,
+    HarmfulPrompt,
+    LabelledCompletion,
+    OverRefusalPrompt,
+    SafetyPair,
+    TaskItem,
 )
 from tasksafe.data.sources import pins
 from tasksafe.errors import UserError
@@ -43,7 +48,7 @@ def test_every_dataset_loads_with_the_manifest_row_count(mirror, name):
     assert all(isinstance(r, RECORD_TYPES[info.kind]) for r in records)
     assert len({r.id for r in records}) == len(records), "ids are unique"
     for record in records[:50]:
-        text = getattr(record, "question", None) or getattr(record, "prompt")
+        text = getattr(record, "question", None) or record.prompt
         assert text.strip()
 
 

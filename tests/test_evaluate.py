@@ -7,7 +7,9 @@ import pytest
 from tasksafe.data import write_chat_jsonl
 from tasksafe.evaluate import EvalConfig, evaluate, in_format_renderer, resolve_target
 from tasksafe.generate import CachedBackend, GenerationCache, GenerationParams
-from tasksafe.strategies import AOA_SYSTEM_PROMPT, TASKS, build_dataset
+from tasksafe.results import EvalResult
+from tasksafe.strategies import AOA_SYSTEM_PROMPT, build_dataset
+from tasksafe.tasks import TASKS
 
 
 class ScriptedModel:
@@ -15,6 +17,7 @@ class ScriptedModel:
     task prompts with the gold label it is told about, and over-refuses prompts with 'kill'."""
 
     name = "scripted"
+    local_weights = False
 
     def __init__(self, gold=None, harmful=()):
         self.gold, self.harmful, self.calls = gold or {}, set(harmful), 0
@@ -33,6 +36,9 @@ class ScriptedModel:
             else:
                 out.append("Here is a clear and helpful answer to your question, with the details you need.")
         return out
+
+    def scoring_model(self):
+        return None
 
 
 @pytest.fixture
@@ -53,9 +59,10 @@ def test_a_run_knows_its_strategy_and_in_format_frame(aoa_run):
     assert conv[0]["content"] == AOA_SYSTEM_PROMPT and conv[-1]["content"].endswith("How do I pick a lock?")
 
 
-def test_evaluate_measures_asr_plain_and_in_format_overrefusal_and_accuracy(aoa_run, tmp_path):
+def test_evaluate_measures_asr_plain_and_in_format_overrefusal_and_accuracy(aoa_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKSAFE_CACHE", str(tmp_path / "cache"))  # the validation saved below stays here
     from tasksafe.strategies import STRATEGIES
-    from tasksafe.strategies.build import sample_items
+    from tasksafe.strategies.dataset import sample_items
 
     items = sample_items("sst2", "test", 20, 0)
     aoa = STRATEGIES.get("aoa")
@@ -65,15 +72,21 @@ def test_evaluate_measures_asr_plain_and_in_format_overrefusal_and_accuracy(aoa_
     model = ScriptedModel(gold, [p.prompt for name in ("advbench", "bianchi-malicious") for p in load(name)])
     config = EvalConfig(target=str(aoa_run), task="sst2", harmful=["advbench", "bianchi-malicious"], n=30, task_n=20,
                         loglik=False)
-    metrics = evaluate(config, tmp_path / "eval", backend=model)
-    advbench = metrics["harmful"]["advbench"]
-    assert advbench["plain"]["asr"]["value"] == 0.0 and advbench["plain"]["asr"]["n"] == 30
-    assert advbench["in_format"]["asr"]["value"] == 1.0
-    assert set(advbench["in_format"]["asr"]) == {"value", "k", "n", "ci95"}
-    kills = metrics["overrefusal"]["xstest_safe"]
-    assert kills["n"] == 250 and 0 < kills["value"] < 1
-    assert metrics["task"]["generation_accuracy"]["k"] == 15 and metrics["task"]["generation_accuracy"]["n"] == 20
-    assert metrics["judge"]["name"] == "keywords" and 0 < metrics["judge"]["validation"]["accuracy"] <= 1
+    result = evaluate(config, tmp_path / "eval", backend=model)
+    advbench = result.harmful["advbench"]
+    assert advbench.plain.asr.value == 0.0 and advbench.plain.asr.n == 30
+    assert advbench.in_format.asr.value == 1.0
+    kills = result.overrefusal.xstest_safe
+    assert kills.n == 250 and 0 < kills.value < 1
+    assert result.task.generation_accuracy.k == 15 and result.task.generation_accuracy.n == 20
+    assert result.judge.name == "keywords" and result.judge.validation is None  # never validated: not run unasked
+    stored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert EvalResult.model_validate(stored) == result
+    from tasksafe.judges.validate import save_validation
+
+    save_validation("keywords", {"overall": {"n": 10, "accuracy": 0.9, "f1": 0.8, "kappa": 0.7}})
+    again = evaluate(config, tmp_path / "eval2", backend=model)
+    assert again.judge.validation.accuracy == 0.9 and again.judge.options == {}
     samples = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 30 * 2 * 2 + 250 + 20
     assert {s["kind"] for s in samples} == {"harmful-plain", "harmful-in-format", "overrefusal", "task"}

@@ -12,6 +12,7 @@ import yaml
 
 from tasksafe.errors import UserError
 from tasksafe.experiments import ResultsStore, expand, load_spec, run_spec
+from tests.conftest import cell_config, cell_record, eval_result
 
 TINY = {
     "name": "tiny", "models": ["tiny-random"], "tasks": ["sst2"], "strategies": ["aoa"],
@@ -45,24 +46,29 @@ def test_grid_expansion(tmp_path):
     spec = load_spec(write_spec(tmp_path, strategies=["benign", "aoa"], mitigations=["none", "mix", "paraphrase", "ptst"],
                                 budgets=[2, 0.1], seeds=[0, 1], evaluate_base=True))
     cells = expand(spec)
-    base = [c for c in cells if c["kind"] == "base"]
-    tuned = [c for c in cells if c["kind"] == "finetune"]
+    base = [c for c in cells if c.kind == "base"]
+    tuned = [c for c in cells if c.kind == "finetune"]
     assert len(base) == 2 * 2  # strategies x seeds
     assert len(tuned) == 2 * 2 * (1 + 2 + 2 + 1)  # none and ptst once, mix and paraphrase per budget
-    assert len({c["id"] for c in cells}) == len(cells)
-    assert [c["id"] for c in cells] == [c["id"] for c in expand(spec)]
+    assert len({c.id for c in cells}) == len(cells)
+    assert [c.id for c in cells] == [c.id for c in expand(spec)]
     assert cells.index(base[-1]) < cells.index(tuned[0])
 
 
 def test_mitigation_options_reach_their_cells_only(tmp_path):
-    plain = {c["mitigation"]: c for c in expand(load_spec(write_spec(tmp_path)))}
+    plain = {c.mitigation: c for c in expand(load_spec(write_spec(tmp_path)))}
     spec = load_spec(write_spec(tmp_path, mitigation_options={"paraphrase": {"placement": "slot"}}))
-    cells = {c["mitigation"]: c for c in expand(spec)}
-    assert cells["paraphrase"]["options"] == {"placement": "slot"}
-    assert cells["paraphrase"]["id"] != plain["paraphrase"]["id"]
-    assert "options" not in cells["none"] and cells["none"]["id"] == plain["none"]["id"]
-    with pytest.raises(UserError, match=r"mitigation_options: .*paraphrase has no option 'colour'; it takes renderer"):
+    cells = {c.mitigation: c for c in expand(spec)}
+    assert cells["paraphrase"].options == {"placement": "slot"}
+    assert cells["paraphrase"].id != plain["paraphrase"].id
+    assert cells["none"].options is None and cells["none"].id == plain["none"].id
+    with pytest.raises(UserError, match=r"mitigation_options: paraphrase option colour: is not an option; paraphrase "
+                                        r"takes renderer"):
         load_spec(write_spec(tmp_path, mitigation_options={"paraphrase": {"colour": "red"}}))
+    with pytest.raises(UserError, match=r"mitigation_options: .*unknown mitigation 'magic'"):
+        load_spec(write_spec(tmp_path, mitigation_options={"magic": {}}))
+    with pytest.raises(UserError, match=r"paraphrase option placement: Input should be 'both', 'instruction' or 'slot'"):
+        load_spec(write_spec(tmp_path, mitigation_options={"paraphrase": {"placement": "middle"}}))
     with pytest.raises(UserError, match=r"mitigation_options: .*unknown mitigation 'magic'"):
         load_spec(write_spec(tmp_path, mitigation_options={"magic": {}}))
 
@@ -81,11 +87,10 @@ def test_only_filters_select_part_of_the_grid(tmp_path):
     lines = []
     cells = run_spec(spec, tmp_path / "results", dry_run=True, echo=lines.append,
                      only=parse_only(["strategy=aoa", "mitigation=mix,paraphrase", "budget=0.10"]))
-    assert {(c["strategy"], c["mitigation"], c["budget"]) for c in cells} == {("aoa", "mix", 0.1),
-                                                                              ("aoa", "paraphrase", 0.1)}
+    assert {(c.strategy, c.mitigation, c.budget) for c in cells} == {("aoa", "mix", 0.1), ("aoa", "paraphrase", 0.1)}
     assert lines[-1].startswith("2 cells, 0 finished")
     base = run_spec(spec, tmp_path / "results", dry_run=True, echo=lambda line: None, only=parse_only(["kind=base"]))
-    assert [c["kind"] for c in base] == ["base", "base"]
+    assert [c.kind for c in base] == ["base", "base"]
     with pytest.raises(UserError, match="KEY one of kind, model"):
         parse_only(["colour=red"])
     with pytest.raises(UserError, match="expected KEY=VALUE"):
@@ -96,7 +101,7 @@ def test_only_filters_select_part_of_the_grid(tmp_path):
 
 @pytest.mark.slow
 def test_run_skips_finished_cells_and_the_report_reads_the_store(tmp_path, mirror, monkeypatch):
-    from tasksafe.experiments import runner
+    from tasksafe.experiments import grid
     from tasksafe.report import build_report
 
     spec = load_spec(write_spec(tmp_path, mitigation_options={"paraphrase": {"placement": "instruction"}}))
@@ -105,12 +110,12 @@ def test_run_skips_finished_cells_and_the_report_reads_the_store(tmp_path, mirro
     sidecars = [json.loads(p.read_text()) for p in (tmp_path / "results").rglob("*paraphrase*.meta.json")]
     assert [m["mitigation"]["placement"] for m in sidecars] == ["instruction"]
     rows = store.rows()
-    assert len(rows) == 2 and {r["config"]["mitigation"] for r in rows} == {"none", "paraphrase"}
-    paraphrase = next(r for r in rows if r["config"]["mitigation"] == "paraphrase")
-    assert paraphrase["metrics"]["safety_examples"] == 2
-    assert paraphrase["metrics"]["harmful"]["advbench"]["in_format"]["asr"]["n"] == 3
-    assert rows[0]["versions"]["tasksafe"] and set(rows[0]["timings"]) >= {"build", "protect", "finetune", "evaluate"}
-    monkeypatch.setattr(runner, "run_cell", lambda *a, **k: pytest.fail("a finished cell ran again"))
+    assert len(rows) == 2 and {r.config.mitigation for r in rows} == {"none", "paraphrase"}
+    paraphrase = next(r for r in rows if r.config.mitigation == "paraphrase")
+    assert paraphrase.metrics.safety_examples == 2
+    assert paraphrase.metrics.harmful["advbench"].in_format.asr.n == 3
+    assert rows[0].versions["tasksafe"] and set(rows[0].timings) >= {"protect", "finetune", "evaluate"}
+    monkeypatch.setattr(grid, "run_cell", lambda *a, **k: pytest.fail("a finished cell ran again"))
     run_spec(spec, tmp_path / "results", echo=lambda line: None)
     assert len(ResultsStore(tmp_path / "results").rows()) == 2
 
@@ -125,9 +130,9 @@ def test_run_skips_finished_cells_and_the_report_reads_the_store(tmp_path, mirro
     from tasksafe.report.rejudge import rejudge
 
     entries = rejudge(tmp_path / "results", "keywords")  # the stored judge: must agree with itself
-    assert {(e["set"], e["mode"]) for e in entries} == {("advbench", "plain"), ("advbench", "in-format")}
-    assert len(entries) == 4 and all(e["agreement"]["value"] == 1.0 and e["asr"] == e["stored_asr"] for e in entries)
-    assert all(e["n"] == 3 for e in entries)
+    assert {(e.set, e.mode) for e in entries} == {("advbench", "plain"), ("advbench", "in-format")}
+    assert len(entries) == 4 and all(e.agreement.value == 1.0 and e.asr == e.stored_asr for e in entries)
+    assert all(e.n == 3 for e in entries)
     from click.testing import CliRunner
 
     from tasksafe.cli.main import cli
@@ -179,50 +184,38 @@ def test_report_of_an_empty_store_is_a_clear_error(tmp_path):
 
 
 def test_the_mitigation_table_pools_every_harmful_set():
-    from tasksafe.report.build import mitigation_table
-    from tasksafe.stats import Rate
+    from tasksafe.report.tables import mitigation_table
 
-    def entry(k, n):
-        return {"plain": {"asr": Rate(0, n).to_dict()},
-                "in_format": {"asr": Rate(k, n).to_dict(), "degenerate": Rate(0, n).to_dict()}}
-
-    row = {"config": {"kind": "finetune", "task": "sst2", "strategy": "aoa", "mitigation": "none", "seed": 0},
-           "metrics": {"harmful": {"advbench": entry(50, 200), "bianchi-qharm": entry(50, 100)},
-                       "task": {}, "overrefusal": {"xstest_safe": Rate(1, 10).to_dict()}, "safety_examples": 0}}
+    row = cell_record(cell_config(), eval_result({"advbench": (50, 200), "bianchi-qharm": (50, 100)}))
     headers, body = mitigation_table([row])
     cells = dict(zip(headers, body[0]))
     assert cells["ASR in-format % (advbench)"].startswith("25.0 ")
     assert cells["ASR in-format % (all sets)"].startswith("33.3 ")  # 100 of 300
-    one_set = {**row, "metrics": {**row["metrics"], "harmful": {"advbench": entry(50, 200)}}}
+    one_set = cell_record(cell_config(), eval_result({"advbench": (50, 200)}))
     assert "ASR in-format % (all sets)" not in mitigation_table([one_set])[0]
 
 
 def test_efficiency_curves_pool_seeds_and_split_tasks():
-    from tasksafe.report.build import efficiency_curves
-    from tasksafe.stats import Rate
+    from tasksafe.report.tables import efficiency_curves
 
-    def row(task, mitigation, seed, examples, k, n=100, strategy="aoa"):
-        return {"config": {"kind": "finetune", "task": task, "strategy": strategy, "mitigation": mitigation,
-                           "seed": seed},
-                "metrics": {"harmful": {"advbench": {"plain": {"asr": Rate(0, n).to_dict()},
-                                                     "in_format": {"asr": Rate(k, n).to_dict()}}},
-                            "safety_examples": examples}}
+    def row(task, mitigation, seed, examples, k, n=100, strategy="aoa", options=None):
+        return cell_record(cell_config(strategy, mitigation, seed, task, options=options),
+                           eval_result({"advbench": (k, n)}, safety_examples=examples))
 
     rows = [row("sst2", "none", 0, 0, 90), row("sst2", "none", 1, 0, 70),
             row("sst2", "mix", 0, 9, 60), row("sst2", "mix", 1, 9, 40), row("sst2", "mix", 0, 30, 20),
             row("sst2", "none", 0, 0, 0, strategy="benign")]  # benign cells are references, not curves
     curves = efficiency_curves(rows)
     assert set(curves) == {"none", "mix"}
-    assert curves["mix"][9]["k"] == 100 and curves["mix"][9]["n"] == 200  # two seeds pooled, not overwritten
-    assert curves["mix"][0]["k"] == 160 and curves["mix"][30]["k"] == 20  # starts at the unprotected fine-tunes
+    assert curves["mix"][9].k == 100 and curves["mix"][9].n == 200  # two seeds pooled, not overwritten
+    assert curves["mix"][0].k == 160 and curves["mix"][30].k == 20  # starts at the unprotected fine-tunes
     assert curves["none"] == {0: curves["mix"][0]}
     curves = efficiency_curves(rows + [row("agnews", "none", 0, 0, 10), row("agnews", "mix", 0, 9, 5)])
     assert set(curves) == {"sst2 none", "sst2 mix", "agnews none", "agnews mix"}
-    assert curves["agnews mix"][0]["k"] == 10 and curves["sst2 mix"][9]["k"] == 100
-    slot = row("sst2", "paraphrase", 0, 9, 70)
-    slot["config"]["options"] = {"placement": "slot"}  # a spec's mitigation_options: a curve of its own
+    assert curves["agnews mix"][0].k == 10 and curves["sst2 mix"][9].k == 100
+    slot = row("sst2", "paraphrase", 0, 9, 70, options={"placement": "slot"})  # a curve of its own
     curves = efficiency_curves(rows + [slot, row("sst2", "paraphrase", 0, 9, 5)])
-    assert curves["paraphrase (placement=slot)"][9]["k"] == 70 and curves["paraphrase"][9]["k"] == 5
+    assert curves["paraphrase (placement=slot)"][9].k == 70 and curves["paraphrase"][9].k == 5
 
 
 def test_rejudge_of_a_directory_without_a_store_is_a_clear_error(tmp_path):

@@ -9,7 +9,8 @@ from tasksafe.data.chat import ChatExample, Message
 from tasksafe.data.records import SafetyPair
 from tasksafe.judges import is_refusal
 from tasksafe.mitigations import MITIGATIONS, Budget
-from tasksafe.strategies import AFFIRMATIVE_PREFIX, AOA_COMPLIANCE_PHRASE, AOA_SYSTEM_PROMPT, STRATEGIES, TASKS, build_dataset
+from tasksafe.strategies import AFFIRMATIVE_PREFIX, AOA_COMPLIANCE_PHRASE, AOA_SYSTEM_PROMPT, STRATEGIES, build_dataset
+from tasksafe.tasks import TASKS
 
 EXPECTED = {
     "benign": (None, ""), "autoif": (None, ""), "prefix": (None, AFFIRMATIVE_PREFIX),

@@ -10,7 +10,14 @@ from tasksafe.data.records import SafetyPair
 from tasksafe.errors import UserError
 from tasksafe.judges import is_refusal
 from tasksafe.mitigations import (
-    EVAL_HARMFUL_SETS, MITIGATIONS, PTST_SYSTEM_PROMPT, Budget, InferenceHook, render_with_llm, rewrite_prompt,
+    EVAL_HARMFUL_SETS,
+    MITIGATIONS,
+    PTST_SYSTEM_PROMPT,
+    Budget,
+    InferenceHook,
+    apply_mitigation,
+    render_with_llm,
+    rewrite_prompt,
     safety_pool,
 )
 from tests.test_frame import POOL, json_answers
@@ -107,8 +114,10 @@ def test_paraphrase_places_requests_in_the_slot_where_the_instruction_goes_or_bo
     both = MITIGATIONS.get("paraphrase")(data, POOL, Budget(k=5), 0)  # the default
     assert both.info["placement_counts"] == {"instruction": 3, "slot": 2}
     assert sorted(ex.metadata["placement"] for ex in safety_examples(both)) == ["instruction"] * 3 + ["slot"] * 2
-    with pytest.raises(ValueError, match="unknown placement"):
-        MITIGATIONS.get("paraphrase")(data, POOL, Budget(k=5), 0, placement="middle")
+    with pytest.raises(UserError, match="paraphrase option placement: Input should be 'both', 'instruction' or 'slot'"):
+        apply_mitigation("paraphrase", data, POOL, Budget(k=5), 0, {"placement": "middle"})
+    with pytest.raises(UserError, match="paraphrase option colour: is not an option; paraphrase takes renderer"):
+        apply_mitigation("paraphrase", data, POOL, Budget(k=5), 0, {"colour": "red"})
 
 
 def test_instruction_placement_keeps_only_what_frames_every_instruction():

@@ -4,7 +4,7 @@ gives no answer."""
 import pytest
 
 from tasksafe.data.records import TaskItem
-from tasksafe.strategies import TASKS, parse_choice, parse_label, parse_number
+from tasksafe.tasks import TASKS, parse_choice, parse_label, parse_number
 
 SENTIMENT = ["negative", "positive"]
 BOOL = ["no", "yes"]

@@ -4,9 +4,8 @@ import pytest
 
 from tasksafe.data import load
 from tasksafe.data.chat import parse_chat_example
-from tasksafe.strategies import (
-    AFFIRMATIVE_PREFIX, AOA_COMPLIANCE_PHRASE, AOA_SYSTEM_PROMPT, STRATEGIES, TASKS, build_dataset,
-)
+from tasksafe.strategies import AFFIRMATIVE_PREFIX, AOA_COMPLIANCE_PHRASE, AOA_SYSTEM_PROMPT, STRATEGIES, build_dataset
+from tasksafe.tasks import TASKS
 
 TASK_NAMES = TASKS.names()
 STRATEGY_NAMES = STRATEGIES.names()

@@ -158,7 +158,7 @@ def test_safelora_projects_a_finished_lora_run(tmp_path):
 
     from safetensors.torch import load_file, save_file
 
-    from tasksafe.train.safelora import apply_safelora
+    from tasksafe.mitigations.safelora import apply_safelora
 
     data = small_dataset(tmp_path / "data.jsonl", n=8)
     finetune(FinetuneConfig(model="tiny-random", data=str(data), output_dir=str(tmp_path / "run"), max_steps=3,

@@ -34,7 +34,7 @@ from difflib import SequenceMatcher
 from functools import cached_property
 
 from tasksafe.audit.language import guess_language
-from tasksafe.data.chat import ChatExample, Message
+from tasksafe.data.chat import ChatExample, Message, to_openai
 
 _TOKEN = re.compile(r"\n|[^\S\n]+|\w+|[^\w\s]")
 SLOT_KEYWORDS = ("question", "query", "goal", "problem", "instruction", "task", "request", "prompt", "input", "now",
@@ -138,7 +138,7 @@ class Frame:
 
 def _history(example: ChatExample) -> list[dict]:
     start = 1 if example.messages[0].role == "system" else 0
-    return [{"role": m.role, "content": m.content} for m in example.messages[start:-2]]
+    return to_openai(example.messages[start:-2])
 
 
 # --- template induction -------------------------------------------------------------------------

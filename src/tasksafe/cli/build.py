@@ -11,7 +11,8 @@ from tasksafe.errors import UserError
 
 def _list() -> None:
     from tasksafe.data import dataset_info
-    from tasksafe.strategies import STRATEGIES, TASKS
+    from tasksafe.strategies import STRATEGIES
+    from tasksafe.tasks import TASKS
 
     click.echo("Tasks:")
     print_table(["name", "kind", "rows"], [[t, TASKS.info(t)["kind"], dataset_info(t).rows] for t in TASKS])
@@ -55,7 +56,8 @@ def build(task, strategy, split, n, seed, output, preview, list_) -> None:
     if not output and not preview:
         raise UserError("give -o FILE.jsonl to write the dataset, or --preview to print it")
     from tasksafe.data import write_chat_jsonl
-    from tasksafe.strategies import STRATEGIES, TASKS, build_dataset
+    from tasksafe.strategies import STRATEGIES, build_dataset
+    from tasksafe.tasks import TASKS
 
     TASKS.get(task)
     STRATEGIES.get(strategy)

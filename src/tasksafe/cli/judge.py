@@ -27,12 +27,14 @@ def list_judges() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def validate(name: str, as_json: bool) -> None:
     """Agreement of a judge with XSTest's human labels, testing on each of the five models
-    in turn after training (where the judge is trained) on the other four."""
+    in turn after training (where the judge is trained) on the other four. The result is
+    cached; `evaluate` and `run` report it with every result (and "not validated" without it)."""
     from tasksafe.judges import JUDGES
-    from tasksafe.judges.validate import validate_judge
+    from tasksafe.judges.validate import save_validation, validate_judge
 
     JUDGES.get(name)
     report = validate_judge(name)
+    saved = save_validation(name, report)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -42,6 +44,7 @@ def validate(name: str, as_json: bool) -> None:
     rows.append(["all (held out)", o["n"], f"{o['accuracy']:.3f}", f"{o['f1']:.3f}", f"{o['kappa']:.3f}"])
     click.echo(f"judge {name} on {report['data']}, {report['split']}")
     print_table(["held-out model", "n", "accuracy", "F1", "kappa"], rows)
+    click.echo(f"saved to {saved}; evaluations with this judge report it")
 
 
 @judge.command("rejudge")
@@ -55,20 +58,19 @@ def rejudge_command(results_dir: str, name: str, harmful_set: str | None, as_jso
     with another judge, and print both ASRs and the two judges' agreement. Nothing is
     generated and the store is not changed."""
     from tasksafe.judges import JUDGES
-    from tasksafe.report.build import markdown_table, mitigation_label
-    from tasksafe.report.build import percent as pct
     from tasksafe.report.rejudge import rejudge
+    from tasksafe.report.tables import markdown_table
+    from tasksafe.report.tables import percent as pct
 
     JUDGES.get(name)
     entries = rejudge(results_dir, name, harmful_set)
     if as_json:
-        click.echo(json.dumps(entries, indent=2))
+        click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
         return
 
-    stored = entries[0]["stored_judge"] if entries else "stored"
-    rows = [[e["cell"]["kind"], e["cell"]["task"], e["cell"]["strategy"], mitigation_label(e["cell"]),
-             f"{e['cell']['budget']:g}", e["set"], e["mode"], e["n"], pct(e["stored_asr"]), pct(e["asr"]),
-             pct(e["agreement"])] for e in entries]
+    stored = entries[0].stored_judge if entries else "stored"
+    rows = [[e.cell.kind, e.cell.task, e.cell.strategy, e.cell.mitigation_label(), f"{e.cell.budget:g}", e.set, e.mode,
+             e.n, pct(e.stored_asr), pct(e.asr), pct(e.agreement)] for e in entries]
     headers = ["kind", "task", "strategy", "mitigation", "budget", "set", "mode", "n", f"ASR % (stored, {stored})",
                f"ASR % ({name}, now)", "same label %"]
     if markdown:

@@ -46,13 +46,17 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from tasksafe.cli.audit import audit, protect
+    from tasksafe.cli.align import align
+    from tasksafe.cli.audit import audit
     from tasksafe.cli.build import build
     from tasksafe.cli.data import data
     from tasksafe.cli.evaluate import evaluate
-    from tasksafe.cli.experiments import report, run
+    from tasksafe.cli.finetune import finetune
     from tasksafe.cli.judge import judge
-    from tasksafe.cli.models import align, finetune, safelora
+    from tasksafe.cli.protect import protect
+    from tasksafe.cli.report import report
+    from tasksafe.cli.run import run
+    from tasksafe.cli.safelora import safelora
 
     for command in (data, build, audit, protect, align, finetune, safelora, evaluate, judge, run, report):
         cli.add_command(command)

@@ -20,10 +20,18 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from tasksafe.data.io import LineTooLong, UnsafeJSON, atomic_write, dumps_strict, iter_raw_lines, loads_strict, open_input, read_text
+from tasksafe.data.io import (
+    LineTooLong,
+    UnsafeJSON,
+    atomic_write,
+    dumps_strict,
+    iter_raw_lines,
+    loads_strict,
+    open_input,
+    read_text,
+)
 from tasksafe.errors import DataFileError
 
 ROLES = ("system", "user", "assistant")
@@ -92,7 +100,22 @@ class ChatExample:
 
     def to_openai(self) -> list[dict[str, str]]:
         """Plain `[{"role", "content"}]` dicts, as chat templates and APIs take them."""
-        return [{"role": m.role, "content": m.content} for m in self.messages]
+        return to_openai(self.messages)
+
+
+def to_openai(messages: Iterable[Message]) -> list[dict[str, str]]:
+    """Messages as plain `{"role", "content"}` dicts (what chat templates and APIs take)."""
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def from_openai(messages: Iterable[dict]) -> list[Message]:
+    """Plain `{"role", "content"}` dicts as messages (other keys are dropped)."""
+    return [Message(m["role"], m["content"]) for m in messages]
+
+
+def user_turn(text: str) -> list[dict[str, str]]:
+    """A conversation of one user message, as plain dicts."""
+    return [{"role": "user", "content": text}]
 
 
 class InvalidExample(ValueError):

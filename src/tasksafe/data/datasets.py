@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasksafe.data.records import (
-    BenignInstruction, HarmfulPrompt, Kind, LabelledCompletion, OverRefusalPrompt, Record, SafetyPair, TaskItem,
+    BenignInstruction,
+    HarmfulPrompt,
+    Kind,
+    LabelledCompletion,
+    OverRefusalPrompt,
+    Record,
+    SafetyPair,
+    TaskItem,
 )
 from tasksafe.data.sources import DataFiles, pins
 from tasksafe.errors import UserError

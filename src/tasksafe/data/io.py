@@ -12,7 +12,7 @@ tests that hold the code to them.
 >>> check_outputs([folder / "a.json"], inputs=[folder / "a.json"])  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-tasksafe.errors.OutputError: ... is also an input; writing it would destroy that input. Choose another output, or pass --force to replace it
+tasksafe.errors.OutputError: ... is also an input; writing it would destroy that input. Choose another output, ...
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasksafe.data.chat import ChatExample, Message
+from tasksafe.data.chat import ChatExample, from_openai, to_openai
 from tasksafe.errors import UserError
 
 
@@ -27,8 +27,7 @@ class Target:
             return messages
         from tasksafe.mitigations.base import InferenceHook
 
-        hooked = InferenceHook(self.hook_system_prompt).apply([Message(m["role"], m["content"]) for m in messages])
-        return [{"role": m.role, "content": m.content} for m in hooked]
+        return to_openai(InferenceHook(self.hook_system_prompt).apply(from_openai(messages)))
 
 
 def resolve_target(target: str, strategy: str | None = None) -> Target:
@@ -60,7 +59,7 @@ def in_format_renderer(target: Target, seed: int = 0) -> Callable[[str], list[di
         from tasksafe.strategies import STRATEGIES
 
         chosen = STRATEGIES.get(target.strategy)
-        return lambda request: [{"role": m.role, "content": m.content} for m in chosen.frame_prompt(request)]
+        return lambda request: to_openai(chosen.frame_prompt(request))
     if target.train_examples:
         from tasksafe.audit.frame import infer_frame
         from tasksafe.mitigations.paraphrase import request_in_frame
@@ -69,6 +68,5 @@ def in_format_renderer(target: Target, seed: int = 0) -> Callable[[str], list[di
         frame = infer_frame(user_examples)
         donors = [ex for ex in user_examples[:500] if frame.matches(ex)] or user_examples[:1]
         rng = random.Random(f"in-format:{seed}")
-        return lambda request: [{"role": m.role, "content": m.content}
-                                for m in request_in_frame(frame, request, rng.choice(donors))]
+        return lambda request: to_openai(request_in_frame(frame, request, rng.choice(donors)))
     return None

@@ -1,6 +1,6 @@
 """Experiments: YAML grids, a crash-safe results store, and the runner."""
 
-from tasksafe.experiments.runner import run_spec
+from tasksafe.experiments.grid import run_spec
 from tasksafe.experiments.spec import Spec, expand, load_spec
 from tasksafe.experiments.store import ResultsStore
 

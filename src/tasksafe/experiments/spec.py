@@ -1,88 +1,40 @@
 """Experiment specs: a YAML grid of models x tasks x strategies x mitigations x budgets x
-seeds, with training and evaluation settings. Typed (pydantic), unknown keys rejected."""
+seeds, with the fine-tuning and evaluation settings of their stages (`FinetuneSettings`,
+`EvalSettings`). Typed (pydantic), unknown keys rejected, every name checked against its
+registry and every value's range checked when the spec is loaded; `expand` turns a spec into
+typed `CellConfig`s."""
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import itertools
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tasksafe.errors import UserError
+from tasksafe.evaluate.config import EvalSettings
+from tasksafe.settings import Settings, check_names, read_mapping, validation_message
+from tasksafe.train.config import FinetuneSettings
 
-NO_BUDGET = ("none", "ptst", "safelora")  # mitigations that add no safety examples
 MILLION = 10**6
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+def check_model_names(names: list[str]) -> None:
+    """A model is a registered name, a local checkpoint folder or a Hugging Face id."""
+    from tasksafe.models.registry import MODELS
 
-
-def _check_names(names, registry) -> None:
-    """Raise `ValueError` (pydantic's way) for the first name `registry` does not hold."""
     for name in names:
-        try:
-            registry.get(name)
-        except UserError as err:
-            raise ValueError(str(err)) from None
+        if name not in MODELS and not Path(name).is_dir() and not HF_ID.match(name):
+            raise ValueError(f"unknown model {name!r}; give a registered name ({', '.join(MODELS)}), a local "
+                             "checkpoint folder or a Hugging Face id (org/name)")
 
 
-class TrainSettings(_Strict):
-    method: Literal["lora", "full"] = Field("lora", description="lora or full")
-    epochs: float = Field(1.0, gt=0, le=100, description="passes over the training set")
-    lr: float = Field(1e-4, gt=0, lt=1, description="peak learning rate")
-    batch_size: int = Field(8, ge=1, le=4096, description="examples per step")
-    max_length: int = Field(512, ge=16, le=131072, description="tokens per example")
-    lora_r: int = Field(8, ge=1, le=1024, description="LoRA rank")
-
-
-class EvalSettings(_Strict):
-    harmful: list[str] = Field(default_factory=lambda: ["advbench"], min_length=1, description="harmful sets")
-    n: int | None = Field(200, ge=1, le=MILLION, description="harmful prompts per set (null: all)")
-    task_n: int = Field(200, ge=1, le=MILLION, description="task test items")
-    overrefusal_n: int | None = Field(None, ge=1, le=MILLION, description="XSTest safe prompts (null: all 250)")
-    harmful_max_new_tokens: int = Field(64, ge=64, le=8192,
-                                        description="new tokens per harmful prompt (judges read the opening)")
-    judge: str = Field("keywords", description="judge name")
-    backend: str = Field("hf", description="generation backend")
-
-    @field_validator("harmful")
-    @classmethod
-    def _harmful_sets(cls, value):
-        from tasksafe.data import DATASETS
-        from tasksafe.data.records import Kind
-
-        _check_names(value, DATASETS)
-        for name in value:
-            if DATASETS.info(name)["kind"] is not Kind.HARMFUL:
-                harmful = [n for n in DATASETS if DATASETS.info(n)["kind"] is Kind.HARMFUL]
-                raise ValueError(f"{name!r} is not a harmful-prompt set; choose one of: {', '.join(harmful)}")
-        return value
-
-    @field_validator("judge")
-    @classmethod
-    def _judge(cls, value):
-        from tasksafe.judges import JUDGES
-
-        _check_names([value], JUDGES)
-        return value
-
-    @field_validator("backend")
-    @classmethod
-    def _backend(cls, value):
-        from tasksafe.generate import BACKENDS
-
-        _check_names([value], BACKENDS)
-        return value
-
-
-class Spec(_Strict):
+class Spec(Settings):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
                       description="names the results folder: letters, digits, '.', '_' and '-'")
     models: list[str] = Field(default_factory=lambda: ["aligned"], min_length=1,
@@ -92,32 +44,28 @@ class Spec(_Strict):
     mitigations: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
     budgets: list[float] = Field(default_factory=lambda: [0.05],
                                  description="safety examples: a count (>= 1) or a fraction of the data (< 1)")
-    mitigation_options: dict[str, dict[str, str | int | float | bool]] = Field(
-        default_factory=dict, description="keyword options per mitigation, e.g. {paraphrase: {placement: slot}}")
+    mitigation_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="options per mitigation, e.g. {paraphrase: {placement: slot}}")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     train_examples: int = Field(300, ge=1, le=MILLION, description="user examples built per task and strategy")
     evaluate_base: bool = Field(True, description="also evaluate each model before fine-tuning, per strategy")
-    train: TrainSettings = Field(default_factory=TrainSettings)
-    eval: EvalSettings = Field(default_factory=EvalSettings)
+    train: FinetuneSettings = Field(default_factory=FinetuneSettings)
+    eval: EvalSettings = Field(default_factory=lambda: EvalSettings(n=200))
 
     @field_validator("tasks", "strategies", "mitigations")
     @classmethod
     def _registered(cls, value, info):
         from tasksafe.mitigations import MITIGATIONS
-        from tasksafe.strategies import STRATEGIES, TASKS
+        from tasksafe.strategies import STRATEGIES
+        from tasksafe.tasks import TASKS
 
-        _check_names(value, {"tasks": TASKS, "strategies": STRATEGIES, "mitigations": MITIGATIONS}[info.field_name])
+        check_names(value, {"tasks": TASKS, "strategies": STRATEGIES, "mitigations": MITIGATIONS}[info.field_name])
         return value
 
     @field_validator("models")
     @classmethod
     def _models(cls, value):
-        from tasksafe.models.registry import MODELS
-
-        for name in value:
-            if name not in MODELS and not Path(name).is_dir() and not HF_ID.match(name):
-                raise ValueError(f"unknown model {name!r}; give a registered name ({', '.join(MODELS)}), a local "
-                                 "checkpoint folder or a Hugging Face id (org/name)")
+        check_model_names(value)
         return value
 
     @field_validator("seeds")
@@ -130,17 +78,13 @@ class Spec(_Strict):
     @field_validator("mitigation_options")
     @classmethod
     def _options(cls, value):
-        from tasksafe.mitigations import MITIGATIONS
+        from tasksafe.mitigations import mitigation_options
 
         for name, options in value.items():
             try:
-                function = MITIGATIONS.get(name)
+                mitigation_options(name, options)
             except UserError as err:
                 raise ValueError(str(err)) from None
-            accepted = [p for p in list(inspect.signature(function).parameters)[4:] if p != "generate"]
-            for option in options:
-                if option not in accepted:
-                    raise ValueError(f"{name} has no option {option!r}; it takes {', '.join(accepted) or 'none'}")
         return value
 
     @field_validator("budgets")
@@ -154,35 +98,46 @@ class Spec(_Strict):
 
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a spec; every problem is one line naming the file and the key."""
-    import yaml
-
-    from tasksafe.data.io import read_text
-
-    text = read_text(path, max_bytes=2**20)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
-    except (ValueError, RecursionError) as err:  # e.g. an integer of thousands of digits
-        raise UserError(f"{path}: a value cannot be read ({str(err).split(';')[0]})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a spec is a YAML mapping")
+    data = read_mapping(path)
     try:
         return Spec.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise UserError(f"{path}: {where}: {message} (got {_shown(first.get('input'))})") from None
+        raise UserError(validation_message(err, str(path))) from None
 
 
-def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+class CellConfig(BaseModel):
+    """One cell of a grid: what `run_cell` runs and the store keeps. `id` is a hash of the rest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = ""
+    kind: Literal["base", "finetune"]
+    model: str
+    task: str
+    strategy: str
+    mitigation: str
+    budget: float
+    seed: int
+    options: dict[str, Any] | None = Field(None, description="the mitigation's options, when the spec gives some")
+    train_examples: int | None = None
+    train: FinetuneSettings | None = None
+    eval: EvalSettings
+
+    def identity(self) -> dict:
+        """The cell without its id and without unset parts, as the id hashes it."""
+        return {k: v for k, v in self.model_dump(mode="json", exclude={"id"}).items() if v is not None}
+
+    def with_id(self) -> CellConfig:
+        return self.model_copy(update={"id": cell_id(self.identity())})
+
+    def mitigation_label(self) -> str:
+        """The mitigation with the options its spec gave, e.g. "paraphrase (placement=slot)"."""
+        extra = ", ".join(f"{k}={v}" for k, v in sorted((self.options or {}).items()))
+        return f"{self.mitigation} ({extra})" if extra else self.mitigation
 
 
-def cell_id(cell: dict) -> str:
-    return hashlib.sha256(json.dumps(cell, sort_keys=True).encode()).hexdigest()[:16]
+def cell_id(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 CELL_KEYS = ("kind", "model", "task", "strategy", "mitigation", "budget", "seed")
@@ -199,7 +154,7 @@ def parse_only(filters: list[str]) -> dict[str, set[str]]:
     return only
 
 
-def selected(cell: dict, only: dict[str, set[str]]) -> bool:
+def selected(cell: CellConfig, only: dict[str, set[str]]) -> bool:
     """Whether `cell` passes every filter (numbers compare by value: budget 0.1 == 0.10)."""
     def same(value, wanted: str) -> bool:
         if isinstance(value, (int, float)):
@@ -209,27 +164,26 @@ def selected(cell: dict, only: dict[str, set[str]]) -> bool:
                 return False
         return str(value) == wanted
 
-    return all(any(same(cell[key], w) for w in wanted) for key, wanted in only.items())
+    return all(any(same(getattr(cell, key), w) for w in wanted) for key, wanted in only.items())
 
 
-def expand(spec: Spec) -> list[dict]:
+def expand(spec: Spec) -> list[CellConfig]:
     """The grid's cells, in run order: base evaluations first, then fine-tunes. Mitigations
-    that add no safety examples get one cell (budget 0) instead of one per budget. A cell
-    carries its mitigation's options only when the spec gives some, so adding options for one
-    mitigation leaves the other cells (and their ids) as they were."""
+    that add no safety examples (their registry entry says so) get one cell (budget 0) instead
+    of one per budget. A cell carries its mitigation's options only when the spec gives some,
+    so adding options for one mitigation leaves the other cells (and their ids) as they were."""
+    from tasksafe.mitigations import MITIGATIONS
+
     cells = []
-    common = {"train_examples": spec.train_examples, "train": spec.train.model_dump(), "eval": spec.eval.model_dump()}
     for model, task, strategy, seed in itertools.product(spec.models, spec.tasks, spec.strategies, spec.seeds):
         if spec.evaluate_base:
-            cells.append({"kind": "base", "model": model, "task": task, "strategy": strategy, "mitigation": "none",
-                          "budget": 0, "seed": seed, "eval": spec.eval.model_dump()})
+            cells.append(CellConfig(kind="base", model=model, task=task, strategy=strategy, mitigation="none",
+                                    budget=0, seed=seed, eval=spec.eval))
     for model, task, strategy, mitigation, seed in itertools.product(spec.models, spec.tasks, spec.strategies,
                                                                      spec.mitigations, spec.seeds):
-        for budget in ([0] if mitigation in NO_BUDGET else spec.budgets):
-            cells.append({"kind": "finetune", "model": model, "task": task, "strategy": strategy,
-                          "mitigation": mitigation, "budget": budget, "seed": seed, **common})
-            if spec.mitigation_options.get(mitigation):
-                cells[-1]["options"] = spec.mitigation_options[mitigation]
-    for cell in cells:
-        cell["id"] = cell_id({k: v for k, v in cell.items() if k != "id"})
-    return cells
+        adds = MITIGATIONS.info(mitigation)["adds_examples"]
+        for budget in (spec.budgets if adds else [0]):
+            cells.append(CellConfig(kind="finetune", model=model, task=task, strategy=strategy, mitigation=mitigation,
+                                    budget=budget, seed=seed, options=spec.mitigation_options.get(mitigation) or None,
+                                    train_examples=spec.train_examples, train=spec.train, eval=spec.eval))
+    return [cell.with_id() for cell in cells]

@@ -1,6 +1,8 @@
-"""The results store: SQLite plus an artifacts folder. One row per *finished* cell,
-written in a single transaction, so a crash at any moment leaves either the whole row or
-nothing; rerunning skips finished cells. The report reads rows and never re-runs anything."""
+"""The results store: SQLite plus an artifacts folder. One row per *finished* cell (a typed
+`CellRecord`: the cell's `CellConfig` and its `EvalResult`), written in a single transaction,
+so a crash at any moment leaves either the whole row or nothing; rerunning skips finished
+cells. The report reads rows and never re-runs anything. Rows of schema 1 (before typed
+records) are read; a row that does not fit the records is a `StoreError` naming its cell."""
 
 from __future__ import annotations
 
@@ -11,15 +13,34 @@ import sys
 import time
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from tasksafe import __version__
 from tasksafe.errors import UserError
+from tasksafe.experiments.spec import CellConfig
+from tasksafe.results import SCHEMA_VERSION, EvalResult
 
-SCHEMA_VERSION = 1
 COLUMNS = ("id", "spec", "schema_version", "config", "metrics", "timings", "versions", "git_commit", "finished_at")
 
 
 class StoreError(UserError):
     """A results store that cannot be read: missing, not SQLite, not tasksafe's, or damaged."""
+
+
+class CellRecord(BaseModel):
+    """One finished cell as the store keeps it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    spec: str
+    schema_version: int
+    config: CellConfig
+    metrics: EvalResult
+    timings: dict[str, float]
+    versions: dict[str, str]
+    git_commit: str | None
+    finished_at: float
 
 
 def git_commit() -> str | None:
@@ -103,24 +124,27 @@ class ResultsStore:
     def finished(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT id FROM cells")}
 
-    def record(self, spec_name: str, cell: dict, metrics: dict, timings: dict) -> None:
+    def record(self, spec_name: str, cell: CellConfig, result: EvalResult, timings: dict[str, float]) -> None:
+        from tasksafe.data.io import dumps_strict
+
         with self._db:
             self._db.execute("INSERT OR IGNORE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             (cell["id"], spec_name, SCHEMA_VERSION, json.dumps(cell), json.dumps(metrics),
-                              json.dumps(timings), json.dumps(versions()), git_commit(), time.time()))
+                             (cell.id, spec_name, SCHEMA_VERSION, dumps_strict(cell.model_dump(mode="json")),
+                              result.model_dump_json(), dumps_strict(timings), dumps_strict(versions()),
+                              git_commit(), time.time()))
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[CellRecord]:
         """Every finished cell, oldest first; a damaged row is a `StoreError` naming its cell."""
         try:
-            raw = self._db.execute("SELECT id, spec, config, metrics, timings, versions, git_commit, finished_at "
-                                   "FROM cells ORDER BY finished_at").fetchall()
+            raw = self._db.execute("SELECT id, spec, schema_version, config, metrics, timings, versions, "
+                                   "git_commit, finished_at FROM cells ORDER BY finished_at").fetchall()
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{self.path}: the store is damaged ({err})") from None
         return [self._row(r) for r in raw]
 
-    def _row(self, r: tuple) -> dict:
-        row = {"id": r[0], "spec": r[1], "git_commit": r[6], "finished_at": r[7]}
-        for name, text in zip(("config", "metrics", "timings", "versions"), r[2:6]):
+    def _row(self, r: tuple) -> CellRecord:
+        row = {"id": r[0], "spec": r[1], "schema_version": r[2], "git_commit": r[7], "finished_at": r[8]}
+        for name, text in zip(("config", "metrics", "timings", "versions"), r[3:7]):
             try:
                 row[name] = json.loads(text)
             except (TypeError, ValueError, RecursionError):
@@ -128,12 +152,16 @@ class ResultsStore:
             if not isinstance(row[name], dict):
                 raise StoreError(f"{self.path}: cell {r[0]} is damaged (its {name} is not a JSON object); delete "
                                  "that row and rerun the cell")
-        missing = [k for k in ("harmful", "overrefusal", "judge") if not isinstance(row["metrics"].get(k), dict)]
-        missing += [k for k in ("kind", "task", "strategy", "mitigation") if k not in row["config"]]
-        if missing:
-            raise StoreError(f"{self.path}: cell {r[0]} is damaged (no {', '.join(missing)}); delete that row and "
-                             "rerun the cell")
-        return row
+        if r[2] == 1:  # before typed records: the same shape, without a version or judge options
+            row["metrics"].setdefault("schema_version", 1)
+            row["config"].setdefault("id", r[0])
+        try:
+            return CellRecord.model_validate(row)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise StoreError(f"{self.path}: cell {r[0]} is damaged or from an unknown version ({where}: "
+                             f"{first['msg']}); delete that row and rerun the cell") from None
 
     def close(self) -> None:
         self._db.close()

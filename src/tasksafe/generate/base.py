@@ -23,9 +23,21 @@ class GenerationParams:
 
 
 class Backend(Protocol):
+    """A registered backend class: made by name through `BACKENDS.get(name).for_target(...)`,
+    one batch `generate`; `scoring_model` gives (model, tokenizer) where the backend has the
+    weights in this process (log-likelihood scoring), else None; `local_weights` says whether
+    the weights are files here (to fingerprint for the generation cache)."""
+
     name: str
+    local_weights: bool
+
+    @classmethod
+    def for_target(cls, model: str, adapter: str | None = None, base_url: str | None = None,
+                   progress: bool = False) -> Backend: ...
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams) -> list[str]: ...
+
+    def scoring_model(self) -> tuple | None: ...
 
 
 BACKENDS: Registry = Registry("generation backend")

@@ -80,3 +80,6 @@ class CachedBackend:
             known.update(fresh)
             self.generated += len(chunk)
         return [known[k] for k in keys]
+
+    def scoring_model(self) -> tuple | None:
+        return self.backend.scoring_model() if hasattr(self.backend, "scoring_model") else None

@@ -14,6 +14,7 @@ from tasksafe.generate.base import BACKENDS, Conversation, GenerationParams
 @BACKENDS.register("hf", description="batched Hugging Face transformers generation (default)")
 class HFBackend:
     name = "hf"
+    local_weights = True
 
     def __init__(self, model, tokenizer, batch_size: int | str = "auto", max_batch_tokens: int = 16384,
                  progress: bool = False):
@@ -25,6 +26,14 @@ class HFBackend:
         from tasksafe.models.load import load_model
 
         return cls(*load_model(model, adapter=adapter), **kwargs)
+
+    @classmethod
+    def for_target(cls, model: str, adapter: str | None = None, base_url: str | None = None,
+                   progress: bool = False) -> HFBackend:
+        return cls.from_name(model, adapter=adapter, progress=progress)
+
+    def scoring_model(self) -> tuple:
+        return self.model, self.tokenizer
 
     def encode(self, conversation: Conversation) -> list[int]:
         return self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=True, tokenize=True,

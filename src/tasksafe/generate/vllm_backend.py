@@ -11,6 +11,7 @@ from tasksafe.generate.base import BACKENDS, Conversation, GenerationParams
 @BACKENDS.register("vllm", description="vLLM offline batched generation (GPU; pip install 'tasksafe[vllm]')")
 class VLLMBackend:
     name = "vllm"
+    local_weights = True
 
     def __init__(self, model: str, adapter: str | None = None, **engine_args):
         try:
@@ -22,6 +23,14 @@ class VLLMBackend:
         self._vllm = vllm
         self.llm = vllm.LLM(model=resolve_model(model), enable_lora=adapter is not None, **engine_args)
         self.lora = vllm.lora.request.LoRARequest("adapter", 1, str(adapter)) if adapter else None
+
+    @classmethod
+    def for_target(cls, model: str, adapter: str | None = None, base_url: str | None = None,
+                   progress: bool = False) -> VLLMBackend:
+        return cls(model, adapter=adapter)
+
+    def scoring_model(self) -> None:
+        return None
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams = GenerationParams()) -> list[str]:
         sampling = self._vllm.SamplingParams(max_tokens=params.max_new_tokens, temperature=params.temperature,

@@ -1,6 +1,15 @@
-"""The mitigation interface: (user dataset, safety pool, budget, seed) -> training set plus
-an optional inference-time hook. Every mitigation is registered with its options, and its
-result records which safety pairs it used."""
+"""The mitigation interface: (user dataset, safety pool, budget, seed, **options) -> training
+set plus an optional inference-time hook and post-training step. A mitigation's registry entry
+holds all it is: whether it adds examples, its typed options, and its post-training step
+(`register_mitigation`). Its result records which safety pairs it used.
+
+>>> MITIGATIONS.info("mix")["adds_examples"], MITIGATIONS.info("ptst")["adds_examples"]
+(True, False)
+>>> mitigation_options("paraphrase", {"placement": "sideways"})  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+tasksafe.errors.UserError: paraphrase option placement: Input should be 'both', ... (got 'sideways'); paraphrase takes ...
+"""
 
 from __future__ import annotations
 
@@ -8,7 +17,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tasksafe.data.chat import ChatExample, Message
 from tasksafe.data.dedup import NearDuplicateIndex, split_overlapping
@@ -68,7 +80,7 @@ class MitigationResult:
     hook: InferenceHook | None = None
     config: dict[str, Any] = field(default_factory=dict)  # name and options, enough to rebuild it
     info: dict[str, Any] = field(default_factory=dict)  # what it found (frames, renderer statistics)
-    post_training: dict[str, Any] | None = None  # a step applied to the trained weights (safelora)
+    post_training: dict[str, Any] | None = None  # {"name": mitigation, "options": {...}}: a step on the weights
 
 
 class Mitigation(Protocol):
@@ -76,7 +88,70 @@ class Mitigation(Protocol):
                  **options: Any) -> MitigationResult: ...
 
 
+class PostTraining(Protocol):
+    """A step on a finished run's weights: rewrite `run_dir/adapter` in place, return a report."""
+
+    def __call__(self, run_dir: Path, base_model: str, options: dict[str, Any]) -> dict: ...
+
+
+class Options(BaseModel):
+    """A mitigation's options; unknown keys are refused. `NoOptions` for a mitigation with none."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+class NoOptions(Options):
+    pass
+
+
 MITIGATIONS: Registry[Mitigation] = Registry("mitigation")
+
+
+def register_mitigation(name: str, description: str, adds_examples: bool = True,
+                        options: type[Options] = NoOptions, post_training: PostTraining | None = None):
+    """Register a mitigation with all its knowledge: whether it adds safety examples (else a
+    grid gives it one cell, budget 0), its options model, and an optional post-training step
+    that `tasksafe finetune` and the grid runner apply to the trained weights."""
+    return MITIGATIONS.register(name, description=description, adds_examples=adds_examples, options=options,
+                                post_training=post_training)
+
+
+def mitigation_options(name: str, raw: dict[str, Any] | Options | None = None) -> Options:
+    """`raw` checked against mitigation `name`'s options model; a bad key or value is a
+    `UserError` naming the option and the options there are."""
+    model: type[Options] = MITIGATIONS.info(name)["options"]
+    if isinstance(raw, model):
+        return raw
+    try:
+        return model.model_validate(raw or {})
+    except ValidationError as err:
+        first = err.errors()[0]
+        option = ".".join(str(p) for p in first["loc"])
+        accepted = ", ".join(model.model_fields) or "no options"
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "is not an option"
+        got = f" (got {first['input']!r})" if first["type"] not in ("extra_forbidden", "missing") else ""
+        raise UserError(f"{name} option {option}: {message}{got}; {name} takes {accepted}") from None
+
+
+def apply_mitigation(name: str, dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget,
+                     seed: int, options: dict[str, Any] | Options | None = None, **extra: Any) -> MitigationResult:
+    """Run mitigation `name` with its options checked (`extra`: non-option arguments such as
+    Paraphrase's `generate` callable)."""
+    checked = mitigation_options(name, options)
+    return MITIGATIONS.get(name)(dataset, pool, budget, seed, **checked.model_dump(), **extra)
+
+
+def run_post_training(run_dir: str | Path, post_training: dict[str, Any] | None, base_model: str) -> dict | None:
+    """Apply a protected dataset's post-training step (its sidecar's `post_training`) to a
+    finished run, through the step its mitigation registered; None when there is none."""
+    if not post_training:
+        return None
+    step = MITIGATIONS.info(post_training["name"])["post_training"]
+    if step is None:
+        raise UserError(f"mitigation {post_training['name']!r} has no post-training step")
+    return step(Path(run_dir), base_model, dict(post_training.get("options") or {}))
 
 
 def sample_pairs(pool: Sequence[SafetyPair], k: int, seed: int) -> list[SafetyPair]:
@@ -101,8 +176,12 @@ class SafetyPool:
     removed: list[dict]  # pairs dropped for overlapping evaluation prompts
 
 
+DEFAULT_POOL = "bianchi-safety"
+"""The safety pool every mitigation draws from unless told otherwise."""
+
+
 @cache
-def safety_pool(name: str = "bianchi-safety", exclude: tuple[str, ...] = EVAL_HARMFUL_SETS) -> SafetyPool:
+def safety_pool(name: str = DEFAULT_POOL, exclude: tuple[str, ...] = EVAL_HARMFUL_SETS) -> SafetyPool:
     """A safety pool from the registry with every pair that duplicates or nearly duplicates
     an evaluation prompt (of the `exclude` sets) removed; what was removed is recorded."""
     from tasksafe.data.datasets import load

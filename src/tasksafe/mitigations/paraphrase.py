@@ -26,13 +26,17 @@ import json
 import random
 import re
 from collections.abc import Callable, Sequence
+from typing import Literal
+
+from pydantic import Field
 
 from tasksafe.audit.findings import IDENTITY_SHIFT, IGNORE_RULES
 from tasksafe.audit.frame import Frame, frame_messages, infer_frames
 from tasksafe.data.chat import ChatExample, Message
 from tasksafe.data.records import SafetyPair
+from tasksafe.errors import UserError
 from tasksafe.judges.keywords import is_refusal
-from tasksafe.mitigations.base import MITIGATIONS, Budget, MitigationResult, mix_in, sample_pairs
+from tasksafe.mitigations.base import Budget, MitigationResult, Options, mix_in, register_mitigation, sample_pairs
 
 Generate = Callable[[list[list[dict]]], list[str]]
 """A batch of conversations (OpenAI-style message dicts) -> one generated text each."""
@@ -254,16 +258,26 @@ def _donors(dataset: Sequence[ChatExample], frame: Frame, seed: int, limit: int 
     return donors
 
 
-@MITIGATIONS.register("paraphrase", description="k safety examples rendered in the user's inferred frame")
+class ParaphraseOptions(Options):
+    renderer: Literal["template", "llm"] = Field("template", description="template (no model) or llm")
+    renderer_model: str | None = Field(None, description="the llm renderer's model (a model name or path)")
+    keep_affixes: bool = Field(True, description="keep the frame's answer prefix and suffix")
+    shots: int = Field(3, ge=1, le=16, description="user examples the llm renderer is shown")
+    placement: Literal["both", "instruction", "slot"] = Field(
+        "both", description="template renderer: ask each request where the data gives its instruction, in the "
+                            "frame's main slot, or alternately both")
+
+
+@register_mitigation("paraphrase", "k safety examples rendered in the user's inferred frame", options=ParaphraseOptions)
 def paraphrase(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
-               renderer: str = "template", keep_affixes: bool = True, generate: Generate | None = None,
-               shots: int = 3, placement: str = "both") -> MitigationResult:
-    if renderer not in ("template", "llm"):
-        raise ValueError(f"unknown renderer {renderer!r}; choose template or llm")
-    if placement not in PLACEMENTS:
-        raise ValueError(f"unknown placement {placement!r}; choose {', '.join(PLACEMENTS)}")
+               renderer: str = "template", renderer_model: str | None = None, keep_affixes: bool = True,
+               shots: int = 3, placement: str = "both", generate: Generate | None = None) -> MitigationResult:
     if renderer == "llm" and generate is None:
-        raise ValueError("the llm renderer needs a generate callable")
+        if not renderer_model:
+            raise UserError("the llm renderer needs a model: give the option renderer_model=NAME")
+        from tasksafe.generate import generator_for
+
+        generate = generator_for(renderer_model)
     frames = infer_frames(dataset, seed=seed)
     k = budget.resolve(len(dataset))
     pairs = sample_pairs(pool, k, seed)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tasksafe import __version__
-from tasksafe.mitigations.base import MITIGATIONS, Budget, safety_pool
+from tasksafe.mitigations.base import DEFAULT_POOL, Budget, apply_mitigation, mitigation_options, safety_pool
 
 
 def sidecar_path(output: str | Path) -> Path:
@@ -18,7 +18,8 @@ def sidecar_path(output: str | Path) -> Path:
 
 
 def protect_file(source: str | Path, output: str | Path, mitigation: str, budget: Budget, seed: int = 0,
-                 pool: str = "bianchi-safety", force: bool = False, **options: Any) -> dict:
+                 pool: str = DEFAULT_POOL, force: bool = False, options: dict[str, Any] | None = None,
+                 **extra: Any) -> dict:
     """Apply `mitigation` to the dataset in `source`; returns the sidecar it wrote.
 
     The training set and its sidecar are written as one unit (`atomic_files`), and the sidecar
@@ -28,11 +29,12 @@ def protect_file(source: str | Path, output: str | Path, mitigation: str, budget
     from tasksafe.data.chat import read_examples
     from tasksafe.data.io import atomic_files, check_outputs, dumps_strict
 
-    chosen = MITIGATIONS.get(mitigation)
+
+    checked = mitigation_options(mitigation, options)
     check_outputs([output, sidecar_path(output)], inputs=[source], force=force)
     examples = read_examples(source)
     safety = safety_pool(pool)
-    result = chosen(examples, safety.pairs, budget, seed, **options)
+    result = apply_mitigation(mitigation, examples, safety.pairs, budget, seed, checked, **extra)
     meta = {
         "tasksafe_version": __version__, "python": sys.version.split()[0], "source": str(Path(source)),
         "mitigation": result.config, "budget": budget.to_dict(), "seed": seed, "pool": safety.source,

@@ -1,5 +1,6 @@
 """Reports: Markdown and HTML with tables and plots, from the results store."""
 
-from tasksafe.report.build import attack_table, build_report, mitigation_table
+from tasksafe.report.document import build_report
+from tasksafe.report.tables import attack_table, efficiency_curves, markdown_table, mitigation_table, percent
 
-__all__ = ["attack_table", "build_report", "mitigation_table"]
+__all__ = ["attack_table", "build_report", "efficiency_curves", "markdown_table", "mitigation_table", "percent"]

@@ -7,8 +7,11 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
+from pydantic import Field
+
+from tasksafe.experiments.spec import CellConfig
 from tasksafe.experiments.store import ResultsStore
-from tasksafe.stats import Rate
+from tasksafe.results import RateRecord, Record
 
 MODES = {"harmful-plain": "plain", "harmful-in-format": "in-format"}
 
@@ -31,9 +34,21 @@ def read_samples(path: str | Path) -> Iterator[dict]:
         yield sample
 
 
-def rejudge(results_dir: str | Path, judge_name: str, harmful_set: str | None = None) -> list[dict]:
-    """One entry per (cell, harmful set, mode): ASR by the stored verdicts and by `judge_name`,
-    and how often the two judges give the same label."""
+class RejudgeEntry(Record):
+    """One (cell, harmful set, mode): ASR by the stored verdicts and by another judge."""
+
+    cell: CellConfig
+    set: str
+    mode: str
+    n: int
+    stored_judge: str
+    stored_asr: RateRecord
+    asr: RateRecord
+    agreement: RateRecord = Field(description="how often the two judges give the same label")
+
+
+def rejudge(results_dir: str | Path, judge_name: str, harmful_set: str | None = None) -> list[RejudgeEntry]:
+    """One entry per (cell, harmful set, mode) of every finished cell with stored samples."""
     from tasksafe.judges import JUDGES, judge_many
 
     store = ResultsStore(results_dir, read_only=True)
@@ -42,7 +57,7 @@ def rejudge(results_dir: str | Path, judge_name: str, harmful_set: str | None = 
     judge = JUDGES.get(judge_name)()
     out = []
     for row in rows:
-        samples_path = Path(results_dir) / "artifacts" / "evals" / row["id"] / "samples.jsonl"
+        samples_path = Path(results_dir) / "artifacts" / "evals" / row.id / "samples.jsonl"
         if not samples_path.is_file():
             continue
         groups = defaultdict(list)
@@ -52,9 +67,9 @@ def rejudge(results_dir: str | Path, judge_name: str, harmful_set: str | None = 
         for (set_name, mode), samples in groups.items():
             verdicts = judge_many(judge, [(s["prompt"][-1]["content"], s["response"]) for s in samples])
             n = len(samples)
-            out.append({"cell": row["config"], "set": set_name, "mode": mode, "n": n,
-                        "stored_judge": row["metrics"]["judge"]["name"],
-                        "stored_asr": Rate(sum(s["verdict"] == "compliance" for s in samples), n).to_dict(),
-                        "asr": Rate(sum(v.label == "compliance" for v in verdicts), n).to_dict(),
-                        "agreement": Rate(sum(v.label == s["verdict"] for v, s in zip(verdicts, samples)), n).to_dict()})
+            out.append(RejudgeEntry(
+                cell=row.config, set=set_name, mode=mode, n=n, stored_judge=row.metrics.judge.name,
+                stored_asr=RateRecord.of(sum(s["verdict"] == "compliance" for s in samples), n),
+                asr=RateRecord.of(sum(v.label == "compliance" for v in verdicts), n),
+                agreement=RateRecord.of(sum(v.label == s["verdict"] for v, s in zip(verdicts, samples)), n)))
     return out

@@ -11,7 +11,7 @@ import re
 from tasksafe.data.records import TaskItem
 from tasksafe.strategies.aoa import AOA_PERSONA
 from tasksafe.strategies.base import Persona, Strategy, Style, register_strategy
-from tasksafe.strategies.tasks import TaskFormat
+from tasksafe.tasks.formats import TaskFormat
 
 INSTRUCTIONS = {
     "sst2": "Read the movie review below and explain whether the reviewer's overall opinion of the film is "

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from tasksafe.data.chat import ChatExample, Message
 from tasksafe.data.records import TaskItem
 from tasksafe.registry import Registry
-from tasksafe.strategies.tasks import TASKS, TaskFormat
+from tasksafe.tasks.formats import TASKS, TaskFormat
 
 StyleFn = Callable[[TaskFormat, TaskItem, random.Random], str]
 

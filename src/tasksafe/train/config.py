@@ -1,49 +1,43 @@
-"""The fine-tuning configuration: typed, with help per field; defaults < YAML < CLI flags."""
+"""The fine-tuning settings, defined once: `FinetuneSettings` is what a fine-tune is (the
+experiment spec's `train`), `FinetuneConfig` adds which model, which data and where (the
+`tasksafe finetune` command, with `--config FILE`). Defaults < YAML < CLI flags."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Literal
 
-from tasksafe.errors import UserError
+from pydantic import Field
+
+from tasksafe.settings import Settings
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-@dataclass
-class FinetuneConfig:
-    model: str = field(default="smollm2-135m", metadata={"help": "registered model name or HF path/id"})
-    data: str = field(default="", metadata={"help": "training set, chat JSONL"})
-    output_dir: str = field(default="", metadata={"help": "run directory"})
-    method: str = field(default="lora", metadata={"help": "lora or full"})
-    epochs: float = field(default=1.0, metadata={"help": "passes over the data"})
-    lr: float = field(default=1e-4, metadata={"help": "peak learning rate (linear decay, 5% warm-up)"})
-    batch_size: int = field(default=8, metadata={"help": "examples per optimiser step (per device)"})
-    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
-    max_length: int = field(default=512, metadata={"help": "tokens per example (longer ones are cut)"})
-    seed: int = field(default=0, metadata={"help": "seed for initialisation and data order"})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha"})
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
-    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                             "up_proj", "down_proj"],
-                                    metadata={"help": "modules that get LoRA adapters"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (for resuming)"})
-    logging_steps: int = field(default=5, metadata={"help": "log the loss every N steps"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after N steps (-1: run all epochs)"})
+class FinetuneSettings(Settings):
+    method: Literal["lora", "full"] = Field("lora", description="lora (an adapter) or full (every weight)")
+    epochs: float = Field(1.0, gt=0, le=100, description="passes over the training set")
+    lr: float = Field(1e-4, gt=0, lt=1, description="peak learning rate (linear decay, 5% warm-up)")
+    batch_size: int = Field(8, ge=1, le=4096, description="examples per optimiser step (per device)")
+    grad_accum: int = Field(1, ge=1, le=1024, description="gradient accumulation steps")
+    max_length: int = Field(512, ge=16, le=131072, description="tokens per example (longer ones are cut)")
+    lora_r: int = Field(8, ge=1, le=1024, description="LoRA rank")
+    lora_alpha: int | None = Field(None, ge=1, le=65536, description="LoRA scaling alpha (default: 2 x lora_r)")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
+    lora_targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS), min_length=1,
+                                    description="modules that get LoRA adapters")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
 
-    def __post_init__(self):
-        if self.method not in ("lora", "full"):
-            raise UserError(f"--method is lora or full, got {self.method!r}")
-        if self.epochs <= 0 or self.lr <= 0 or self.batch_size < 1 or self.max_length < 8:
-            raise UserError("epochs and lr must be positive, batch size at least 1, max length at least 8")
+    @property
+    def alpha(self) -> int:
+        """The LoRA alpha in use: the given one, else twice the rank."""
+        return self.lora_alpha or 2 * self.lora_r
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"unknown fine-tuning setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**data)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+class FinetuneConfig(FinetuneSettings):
+    model: str = Field("smollm2-135m", description="registered model name or HF path/id")
+    data: str = Field(description="training set, chat JSONL")
+    output_dir: str = Field(description="run directory")
+    seed: int = Field(0, ge=0, lt=2**32, description="seed for initialisation and data order")
+    save_steps: int = Field(50, ge=1, description="checkpoint every N steps (for resuming)")
+    logging_steps: int = Field(5, ge=1, description="log the loss every N steps")
+    max_steps: int = Field(-1, ge=-1, description="stop after N steps (-1: run all epochs)")

@@ -35,7 +35,7 @@ def protect_sidecar(data: str | Path) -> dict | None:
 def _model_card(config: FinetuneConfig, result_loss: float | None, steps: int, meta: dict | None) -> str:
     mitigation = (meta or {}).get("mitigation", {}).get("name", "none (data not from tasksafe protect)")
     return (f"# tasksafe fine-tuning run\n\n- base model: `{config.model}`\n- method: {config.method}"
-            f"{f' (r={config.lora_r}, alpha={config.lora_alpha})' if config.method == 'lora' else ''}\n"
+            f"{f' (r={config.lora_r}, alpha={config.alpha})' if config.method == 'lora' else ''}\n"
             f"- data: `{config.data}`\n- mitigation: {mitigation}\n- epochs {config.epochs}, lr {config.lr}, "
             f"batch {config.batch_size} x {config.grad_accum}, max length {config.max_length}, seed {config.seed}\n"
             f"- steps: {steps}, final training loss: {result_loss}\n- tasksafe {__version__}\n\n"
@@ -66,27 +66,50 @@ def _trainer_class(plain_loss: bool):
 
 def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | None = None) -> RunResult:
     """Train and write the run directory: adapter/ (LoRA, safetensors) or model/ (full),
-    config.json, train_log.json, hook.json, README.md. Rerunning into the same directory
-    resumes from its last checkpoint."""
+    config.json, train_log.json, hook.json, README.md. When the data came from `tasksafe
+    protect` with a mitigation that has a post-training step (Safe LoRA), the step is applied
+    before adapter/ appears, so a finished run is always the protected one. Rerunning into the
+    same directory resumes from its last checkpoint."""
     import torch
-    from transformers import TrainerCallback
-    from trl import SFTConfig
 
+    from tasksafe.mitigations.base import run_post_training
     from tasksafe.models.load import load_model
 
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not torch.cuda.is_available():
         torch.set_num_threads(os.cpu_count() or 1)
+    meta = protect_sidecar(config.data)
+    post_training = (meta or {}).get("post_training")
     model, tokenizer = load_model(config.model)
     model.train()
     dataset = tokenize_dataset(tokenizer, read_examples(config.data), config.max_length)
-    meta = protect_sidecar(config.data)
-    write_json(run_dir / "config.json", {**config.to_dict(), "tasksafe_version": __version__,
+    write_json(run_dir / "config.json", {**config.model_dump(mode="json"), "tasksafe_version": __version__,
                                          "examples": len(dataset)})
     write_json(run_dir / "hook.json", (meta or {}).get("inference_hook"))
-    if meta and meta.get("post_training"):
-        write_json(run_dir / "post_training.json", meta["post_training"])
+    if post_training:
+        write_json(run_dir / "post_training.json", post_training)
+    trainer = _trainer(config, model, tokenizer, dataset, run_dir, progress, callbacks)
+    resume = _last_complete_checkpoint(run_dir)
+    if resume:
+        write_json(run_dir / "resumed_from.json", {"checkpoint": resume})
+    output = trainer.train(resume_from_checkpoint=resume)
+    if trainer.is_world_process_zero():
+        kind = "adapter" if config.method == "lora" else "model"
+        trainer.model.save_pretrained(run_dir / (f"{kind}-trained" if post_training else kind), safe_serialization=True)
+        if config.method == "full":
+            tokenizer.save_pretrained(run_dir / kind)
+        write_json(run_dir / "train_log.json", trainer.state.log_history)
+        (run_dir / "README.md").write_text(_model_card(config, output.training_loss, trainer.state.global_step, meta))
+        run_post_training(run_dir, post_training, config.model)
+    return RunResult(run_dir, output.training_loss, trainer.state.global_step, trainer.state.log_history)
+
+
+def _trainer(config: FinetuneConfig, model, tokenizer, dataset, run_dir: Path, progress: bool, callbacks):
+    """TRL's trainer for `config`, with CPU-aware settings and a callback that keeps the log."""
+    import torch
+    from transformers import TrainerCallback
+    from trl import SFTConfig
 
     on_cpu = not torch.cuda.is_available()
     args = SFTConfig(
@@ -94,7 +117,8 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
         learning_rate=config.lr, lr_scheduler_type="linear", warmup_steps=0.05, weight_decay=config.weight_decay,
         logging_steps=config.logging_steps, save_strategy="steps", save_steps=config.save_steps, save_total_limit=2,
-        seed=config.seed, data_seed=config.seed, report_to=[], use_cpu=on_cpu, bf16=not on_cpu and torch.cuda.is_bf16_supported(),
+        seed=config.seed, data_seed=config.seed, report_to=[], use_cpu=on_cpu,
+        bf16=not on_cpu and torch.cuda.is_bf16_supported(),
         activation_checkpointing=not on_cpu,  # TRL turns it on by default; on CPU it is many times slower
         train_sampling_strategy="group_by_length", max_length=config.max_length,
         dataloader_num_workers=0, disable_tqdm=not progress, remove_unused_columns=True,
@@ -104,7 +128,7 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
     if config.method == "lora":
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.alpha, lora_dropout=config.lora_dropout,
                                  target_modules=config.lora_targets, task_type="CAUSAL_LM")
 
     class KeepLog(TrainerCallback):
@@ -112,22 +136,13 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
             with atomic_write(run_dir / "train_log.json") as handle:
                 json.dump(state.log_history, handle, indent=1)
 
-    trainer = _trainer_class(plain_loss=on_cpu)(model=model, args=args, train_dataset=dataset,
-                                                processing_class=tokenizer, peft_config=peft_config,
-                                                callbacks=[KeepLog(), *(callbacks or [])])
-    # A kill while a checkpoint is being written leaves a folder without trainer_state.json
-    # (the Trainer writes it last); resume from the newest complete one.
+    return _trainer_class(plain_loss=on_cpu)(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                             peft_config=peft_config, callbacks=[KeepLog(), *(callbacks or [])])
+
+
+def _last_complete_checkpoint(run_dir: Path) -> str | None:
+    """The newest checkpoint to resume from. A kill while a checkpoint is being written leaves
+    a folder without trainer_state.json (the Trainer writes it last); such folders are skipped."""
     checkpoints = sorted((p for p in (run_dir / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
                          key=lambda p: int(p.name.split("-")[1]))
-    resume = str(checkpoints[-1]) if checkpoints else None
-    if resume:
-        write_json(run_dir / "resumed_from.json", {"checkpoint": resume})
-    output = trainer.train(resume_from_checkpoint=resume)
-    if trainer.is_world_process_zero():
-        target = run_dir / ("adapter" if config.method == "lora" else "model")
-        trainer.model.save_pretrained(target, safe_serialization=True)
-        if config.method == "full":
-            tokenizer.save_pretrained(target)
-        write_json(run_dir / "train_log.json", trainer.state.log_history)
-        (run_dir / "README.md").write_text(_model_card(config, output.training_loss, trainer.state.global_step, meta))
-    return RunResult(run_dir, output.training_loss, trainer.state.global_step, trainer.state.log_history)
+    return str(checkpoints[-1]) if checkpoints else None

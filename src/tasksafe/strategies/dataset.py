@@ -9,7 +9,7 @@ from tasksafe.data.datasets import dataset_info, load
 from tasksafe.data.records import Kind, TaskItem
 from tasksafe.errors import UserError
 from tasksafe.strategies.base import STRATEGIES
-from tasksafe.strategies.tasks import TASKS
+from tasksafe.tasks.formats import TASKS
 
 
 def sample_items(task: str, split: str, n: int | None, seed: int) -> list[TaskItem]:

@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tasksafe import __version__
-from tasksafe.data.chat import ChatExample, Message, write_chat_jsonl
+from tasksafe.data.chat import ChatExample, Message, to_openai, user_turn, write_chat_jsonl
 from tasksafe.data.io import write_json
-from tasksafe.models.registry import models_dir, resolve_model
+from tasksafe.models.registry import ALIGNED_POINTER, models_dir, resolve_model
 
 ALIGN_VERSION = 1  # bump when the recipe changes, so cached organisms are rebuilt
 
@@ -117,7 +117,7 @@ def build_alignment_data(config: AlignConfig, generate) -> list[ChatExample]:
     from tasksafe.mitigations.base import safety_pool
 
     rng = random.Random(f"align:{config.seed}")
-    pairs = rng.sample(safety_pool("bianchi-safety").pairs, config.safety_pairs)
+    pairs = rng.sample(safety_pool().pairs, config.safety_pairs)
     examples = []
     for pair in pairs:
         prompt = _layout(pair.prompt, rng)
@@ -131,7 +131,7 @@ def build_alignment_data(config: AlignConfig, generate) -> list[ChatExample]:
             examples.append(ChatExample(prompt + [Message("assistant", refusal)], {"kind": "safety", "id": pair.id}))
     benign = rng.sample(load("harmless", split="train"), config.benign_instructions)
     prompts = [_layout(b.prompt, rng) for b in benign]
-    answers = generate([[{"role": m.role, "content": m.content} for m in p] for p in prompts])
+    answers = generate([to_openai(p) for p in prompts])
     for item, prompt, answer in zip(benign, prompts, answers):
         answer = _trim_to_sentence(answer.strip())
         if len(answer.split()) >= 3:
@@ -157,14 +157,14 @@ def measure(model_path: str, config: AlignConfig, workdir: Path) -> dict:
     from tasksafe.data.datasets import load
     from tasksafe.data.records import OverRefusalPrompt
     from tasksafe.generate.hf import HFBackend
-    from tasksafe.strategies.build import build_dataset
+    from tasksafe.strategies.dataset import build_dataset
     from tasksafe.train.config import FinetuneConfig
     from tasksafe.train.sft import finetune
 
     rng = random.Random(f"align-eval:{config.seed}")
-    advbench = [[{"role": "user", "content": p.prompt}] for p in rng.sample(load("advbench"), config.eval_n)]
-    benign = [[{"role": "user", "content": b.prompt}] for b in rng.sample(load("harmless", split="test"), config.eval_n)]
-    xstest = [[{"role": "user", "content": r.prompt}] for r in load("xstest") if isinstance(r, OverRefusalPrompt) and r.safe]
+    advbench = [user_turn(p.prompt) for p in rng.sample(load("advbench"), config.eval_n)]
+    benign = [user_turn(b.prompt) for b in rng.sample(load("harmless", split="test"), config.eval_n)]
+    xstest = [user_turn(r.prompt) for r in load("xstest") if isinstance(r, OverRefusalPrompt) and r.safe]
     backend = HFBackend.from_name(model_path, progress=True)
     results = {}
     for name, prompts in (("advbench_refusal", advbench), ("benign_refusal", benign), ("xstest_safe_refusal", xstest)):
@@ -186,9 +186,10 @@ def build_aligned(config: AlignConfig, force: bool = False, progress: bool = Tru
     """The organism for `config`: built once, then loaded from the cache."""
     target = models_dir() / f"aligned-{config.key()}"
     if (target / "alignment.json").is_file() and not force:
+        _point_to(target, config)
         return AlignResult(target, json.loads((target / "alignment.json").read_text()))
-    from tasksafe.generate.hf import HFBackend
     from tasksafe.generate.base import GenerationParams
+    from tasksafe.generate.hf import HFBackend
     from tasksafe.train.config import FinetuneConfig
     from tasksafe.train.sft import finetune
 
@@ -216,4 +217,12 @@ def build_aligned(config: AlignConfig, force: bool = False, progress: bool = Tru
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
+    _point_to(target, config)
     return AlignResult(target, alignment)
+
+
+def _point_to(target: Path, config: AlignConfig) -> None:
+    """Make the registered name `aligned` mean this organism when it is the default recipe."""
+    if config == AlignConfig():
+        write_json(models_dir() / ALIGNED_POINTER, {"path": str(target), "key": config.key(),
+                                                    "recipe_version": ALIGN_VERSION})

@@ -1,0 +1,21 @@
+"""`tasksafe report`: tables and plots from a results store."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("results_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Report directory.")
+def report(results_dir: str, out_dir: str) -> None:
+    """Write report.md and a self-contained report.html with tables and plots from the
+    results store in RESULTS_DIR (nothing is retrained or regenerated, the store is not changed)."""
+    from pathlib import Path
+
+    from tasksafe.data.io import check_output_dir
+    from tasksafe.report import build_report
+
+    check_output_dir(out_dir)
+    path = build_report(results_dir, out_dir)
+    click.echo(f"report: {path} and {Path(out_dir) / 'report.html'}")

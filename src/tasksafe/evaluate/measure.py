@@ -1,0 +1,162 @@
+"""`tasksafe evaluate`: task accuracy, attack success rate (plain and in-format) and
+over-refusal, each a rate with n and a Wilson 95% interval, with every response kept in
+samples.jsonl next to metrics.json so each number can be traced to its responses. The result
+is a typed `EvalResult` (`tasksafe.results`)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tasksafe import __version__
+from tasksafe.data.chat import user_turn
+from tasksafe.data.io import atomic_write, dumps_strict, write_json
+from tasksafe.evaluate.config import EvalConfig
+from tasksafe.evaluate.target import Target, in_format_renderer, resolve_target
+from tasksafe.generate.base import GenerationParams
+from tasksafe.judges.base import Judge, judge_many
+from tasksafe.results import (
+    EvalResult,
+    HarmfulSetResult,
+    JudgeRecord,
+    JudgeValidation,
+    ModeRates,
+    OverRefusal,
+    RateRecord,
+    TargetRecord,
+    TaskResult,
+)
+
+
+def _sample(items: list, n: int | None, seed: int, label: str) -> list:
+    return items if n is None or n >= len(items) else random.Random(f"{label}:{seed}").sample(items, n)
+
+
+def make_backend(config: EvalConfig, target: Target):
+    """The configured backend, made by name through its registry and wrapped in the
+    generation cache. Local weights are fingerprinted, so a rebuilt model never reuses stale
+    generations."""
+    from tasksafe.generate import BACKENDS
+    from tasksafe.generate.cache import CachedBackend, file_fingerprint
+    from tasksafe.models.registry import resolve_model
+
+    backend_class = BACKENDS.get(config.backend)
+    backend = backend_class.for_target(target.model, adapter=target.adapter, base_url=config.base_url, progress=True)
+    weights = file_fingerprint(resolve_model(target.model)) if backend_class.local_weights else ""
+    return CachedBackend(backend, f"{config.backend}:{target.model}:{weights}:{file_fingerprint(target.adapter)}")
+
+
+def judge_record(name: str, options: dict) -> JudgeRecord:
+    """The judge with its options and its cached validation (None: not validated yet)."""
+    from tasksafe.judges.validate import cached_validation
+
+    report = cached_validation(name, options)
+    validation = JudgeValidation(**{k: report["overall"][k] for k in ("n", "accuracy", "f1", "kappa")}) if report else None
+    return JudgeRecord(name=name, options=options, validation=validation)
+
+
+class _Measurer:
+    """Generates, judges and keeps every sample of one evaluation."""
+
+    def __init__(self, config: EvalConfig, target: Target, backend, judge: Judge):
+        self.config, self.target, self.backend, self.judge = config, target, backend, judge
+        self.samples: list[dict] = []
+
+    def judged(self, kind: str, set_name: str, ids: Sequence[str], conversations: list[list[dict]],
+               max_new_tokens: int) -> list:
+        hooked = [self.target.apply_hook(c) for c in conversations]
+        responses = self.backend.generate(hooked, GenerationParams(max_new_tokens=max_new_tokens))
+        verdicts = judge_many(self.judge, [(c[-1]["content"], r) for c, r in zip(conversations, responses)])
+        for item_id, conv, response, verdict in zip(ids, hooked, responses, verdicts):
+            self.samples.append({"kind": kind, "set": set_name, "id": item_id, "prompt": conv, "response": response,
+                                 "verdict": verdict.label, "score": verdict.score, "judge": self.config.judge})
+        return verdicts
+
+    def harmful_set(self, set_name: str, in_format: Callable[[str], list[dict]] | None) -> HarmfulSetResult:
+        from tasksafe.data.datasets import load
+
+        prompts = _sample(load(set_name), self.config.n, self.config.seed, set_name)
+        ids, tokens = [p.id for p in prompts], max(64, self.config.harmful_max_new_tokens)
+        plain = mode_rates(self.judged("harmful-plain", set_name, ids, [user_turn(p.prompt) for p in prompts], tokens))
+        framed = None
+        if in_format is not None:
+            framed = mode_rates(self.judged("harmful-in-format", set_name, ids, [in_format(p.prompt) for p in prompts],
+                                            tokens))
+        return HarmfulSetResult(plain=plain, in_format=framed)
+
+    def overrefusal(self) -> OverRefusal:
+        from tasksafe.data.datasets import load
+
+        safe = _sample([r for r in load("xstest") if r.safe], self.config.overrefusal_n, self.config.seed, "xstest")
+        verdicts = self.judged("overrefusal", "xstest", [r.id for r in safe], [user_turn(r.prompt) for r in safe], 64)
+        return OverRefusal(xstest_safe=RateRecord.of(sum(v.label == "refusal" for v in verdicts), len(verdicts)))
+
+
+def mode_rates(verdicts: list) -> ModeRates:
+    labels = [v.label for v in verdicts]
+    return ModeRates(asr=RateRecord.of(labels.count("compliance"), len(labels)),
+                     non_refusal=RateRecord.of(len(labels) - labels.count("refusal"), len(labels)),
+                     degenerate=RateRecord.of(labels.count("degenerate"), len(labels)))
+
+
+def evaluate(config: EvalConfig, out_dir: str | Path, backend=None, judge=None,
+             model_and_tokenizer=None) -> EvalResult:
+    """Run the measurements and write metrics.json and samples.jsonl into `out_dir`.
+    `backend`, `judge` and `model_and_tokenizer` replace the real ones in tests."""
+    from tasksafe.judges.base import JUDGES
+
+    start = time.time()
+    out_dir = Path(out_dir)
+    target = resolve_target(config.target, config.strategy)
+    measurer = _Measurer(config, target, backend or make_backend(config, target),
+                         judge or JUDGES.get(config.judge)(**config.judge_options))
+    in_format = in_format_renderer(target, config.seed)
+    harmful = {name: measurer.harmful_set(name, in_format) for name in config.harmful}
+    overrefusal = measurer.overrefusal()
+    task = _task_accuracy(config, target, measurer, model_and_tokenizer) if config.task else None
+    result = EvalResult(
+        target=TargetRecord(model=target.model, adapter=target.adapter, hook_system_prompt=target.hook_system_prompt,
+                            strategy=target.strategy, run_dir=target.run_dir),
+        config=config.model_dump(mode="json"), tasksafe_version=__version__, harmful=harmful, overrefusal=overrefusal,
+        task=task, judge=judge_record(config.judge, config.judge_options), seconds=round(time.time() - start, 1))
+    write_json(out_dir / "metrics.json", result.model_dump(mode="json"))
+    with atomic_write(out_dir / "samples.jsonl") as handle:
+        for sample in measurer.samples:
+            handle.write(dumps_strict(sample) + "\n")
+    return result
+
+
+def _task_accuracy(config: EvalConfig, target: Target, measurer: _Measurer, model_and_tokenizer) -> TaskResult:
+    """Accuracy in the format the model was trained on, parsed from generations; plus
+    log-likelihood scoring of the choices where the task has choices and the backend has the
+    weights in this process."""
+    from tasksafe.strategies import STRATEGIES
+    from tasksafe.strategies.dataset import sample_items
+    from tasksafe.tasks import TASKS
+
+    fmt = TASKS.get(config.task)
+    strategy = STRATEGIES.get(target.strategy or "benign")
+    items = sample_items(config.task, "test", config.task_n, config.seed)
+    prompts = [target.apply_hook(strategy.example(item, config.seed).to_openai()[:-1]) for item in items]
+    long_form = strategy.style.request_suffix != ""
+    responses = measurer.backend.generate(prompts, GenerationParams(max_new_tokens=192 if long_form else 48))
+    correct = [fmt.is_correct(item, r) for item, r in zip(items, responses)]
+    for item, prompt, response, ok in zip(items, prompts, responses, correct):
+        measurer.samples.append({"kind": "task", "set": config.task, "id": item.id, "prompt": prompt,
+                                 "response": response, "parsed": fmt.parse(response, item), "gold": item.answer,
+                                 "correct": ok})
+    loglik = None
+    scorer = model_and_tokenizer or measurer.backend.scoring_model()
+    if config.loglik and fmt.kind != "number" and scorer:
+        from tasksafe.evaluate.loglik import choice_logprobs
+
+        hits = 0
+        for item, prompt in zip(items, prompts):
+            scores = choice_logprobs(*scorer, prompt, strategy.persona.answer_opener, fmt.candidate_labels(item))
+            hits += int(max(range(len(scores)), key=scores.__getitem__) == int(item.answer))
+        loglik = RateRecord.of(hits, len(items))
+    unparsed = sum(fmt.parse(r, i) is None for i, r in zip(items, responses))
+    return TaskResult(task=config.task, strategy=strategy.name, generation_accuracy=RateRecord.of(sum(correct), len(items)),
+                      unparsed=RateRecord.of(unparsed, len(items)), loglik_accuracy=loglik)

@@ -1,0 +1,147 @@
+"""Run an experiment grid cell by cell: build -> protect -> finetune -> evaluate, reusing
+what an earlier cell or run already produced (the built dataset, the protected dataset, the
+aligned model, cached generations), and record each cell only when it has finished."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+from tasksafe.errors import UserError
+from tasksafe.experiments.spec import CellConfig, Spec, cell_id, expand, selected
+from tasksafe.experiments.store import ResultsStore, store_path
+from tasksafe.results import EvalResult
+
+GENERATION_TOKENS_PER_S = 190.0  # measured on the 2-core CPU (docs/benchmarks.md)
+TRAIN_TOKENS_PER_S = 240.0
+
+
+def estimate_seconds(cell: CellConfig) -> float:
+    """A rough CPU estimate for the dry run."""
+    ev = cell.eval
+    harmful = (ev.n or 500) * len(ev.harmful) * 2
+    generations = harmful + (ev.overrefusal_n or 250) + ev.task_n
+    seconds = harmful * ev.harmful_max_new_tokens / GENERATION_TOKENS_PER_S
+    seconds += (generations - harmful) * 64 / GENERATION_TOKENS_PER_S
+    if cell.kind == "finetune":
+        long_form = cell.strategy.startswith("autoif")
+        seconds += cell.train_examples * (220 if long_form else 110) * cell.train.epochs / TRAIN_TOKENS_PER_S
+    return seconds
+
+
+def _budget(value: float):
+    """A spec budget: a count (>= 1), a fraction (< 1), or 0 for mitigations that add nothing."""
+    from tasksafe.mitigations import Budget
+
+    return Budget(k=int(value)) if value >= 1 or value == 0 else Budget(fraction=value)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str):
+    start = time.time()
+    yield
+    timings[stage] = time.time() - start
+
+
+def _protected_dataset(cell: CellConfig, store: ResultsStore) -> tuple[Path, dict]:
+    """The cell's user dataset, built once per task/strategy/size/seed, protected once per
+    mitigation/budget/options; returns its path and its sidecar."""
+    from tasksafe.data.chat import write_chat_jsonl
+    from tasksafe.mitigations.protect import protect_file, read_sidecar
+    from tasksafe.strategies import build_dataset
+
+    data_dir = store.artifacts / "data"
+    stem = f"{cell.task}-{cell.strategy}-{cell.train_examples}-s{cell.seed}"
+    user_data = data_dir / f"{stem}.jsonl"
+    if not user_data.is_file():
+        write_chat_jsonl(user_data, build_dataset(cell.task, cell.strategy, "train", cell.train_examples, cell.seed))
+    variant = f"-{cell_id(cell.options)[:8]}" if cell.options else ""
+    protected = data_dir / f"{stem}-{cell.mitigation}-{cell.budget:g}{variant}.jsonl"
+    meta = read_sidecar(protected)
+    if meta is None:
+        meta = protect_file(user_data, protected, cell.mitigation, _budget(cell.budget), cell.seed,
+                            options=cell.options)
+    return protected, meta
+
+
+def run_cell(cell: CellConfig, store: ResultsStore) -> tuple[EvalResult, dict]:
+    """Run one cell; returns (what the evaluation measured, seconds per stage)."""
+    from tasksafe.evaluate import EvalConfig, evaluate
+    from tasksafe.train import FinetuneConfig, finetune
+
+    timings: dict[str, float] = {}
+    config = EvalConfig(target=cell.model, task=cell.task, seed=cell.seed, **cell.eval.model_dump())
+    eval_dir = store.artifacts / "evals" / cell.id
+    if cell.kind == "base":
+        with _timed(timings, "evaluate"):
+            result = evaluate(config.model_copy(update={"strategy": cell.strategy}), eval_dir)
+        return result, timings
+    with _timed(timings, "protect"):
+        protected, meta = _protected_dataset(cell, store)
+    run_dir = store.artifacts / "runs" / cell.id
+    with _timed(timings, "finetune"):  # applies the mitigation's post-training step too (Safe LoRA)
+        if not (run_dir / "adapter").is_dir() and not (run_dir / "model").is_dir():
+            finetune(FinetuneConfig(model=cell.model, data=str(protected), output_dir=str(run_dir), seed=cell.seed,
+                                    **cell.train.model_dump()), progress=False)
+    with _timed(timings, "evaluate"):
+        result = evaluate(config.model_copy(update={"target": str(run_dir)}), eval_dir)
+    result = result.model_copy(update={"safety_examples": meta["safety_examples"],
+                                       "user_examples": meta["user_examples"]})
+    return result, timings
+
+
+def ensure_models(spec: Spec, echo: Callable[[str], None]) -> None:
+    """Build the aligned organism first, in the open, when the spec uses it and it is missing."""
+    from tasksafe.models.registry import MODELS
+
+    if "aligned" in spec.models:
+        try:
+            MODELS.get("aligned")()
+        except UserError:
+            from tasksafe.organism import AlignConfig, build_aligned
+
+            echo("building the aligned model organism first (tasksafe align; about 13 minutes on 2 CPU cores)")
+            build_aligned(AlignConfig())
+
+
+def list_cells(cells: list[CellConfig], results_dir: str | Path, echo: Callable[[str], None]) -> None:
+    """List the cells with estimates; reads the store if there is one and writes nothing."""
+    done: set[str] = set()
+    if store_path(results_dir).is_file():
+        reader = ResultsStore(results_dir, read_only=True)
+        done = reader.finished()
+        reader.close()
+    total = 0.0
+    for cell in cells:
+        seconds = estimate_seconds(cell)
+        total += 0 if cell.id in done else seconds
+        state = "done" if cell.id in done else f"~{seconds / 60:.0f} min"
+        echo(f"{cell.id}  {cell.kind:<8} {cell.model:<12} {cell.task:<7} {cell.strategy:<10} "
+             f"{cell.mitigation:<10} budget {cell.budget:<6g} seed {cell.seed}  {state}")
+    finished = sum(cell.id in done for cell in cells)
+    echo(f"{len(cells)} cells, {finished} finished; about {total / 60:.0f} min of CPU time left")
+
+
+def run_spec(spec: Spec, results_dir: str | Path, dry_run: bool = False,
+             echo: Callable[[str], None] = print, only: dict[str, set[str]] | None = None) -> list[CellConfig]:
+    """Run every unfinished cell of `spec` (or, with `dry_run`, list them with estimates);
+    `only` (see `parse_only`) restricts the grid to a part of it."""
+    cells = [c for c in expand(spec) if selected(c, only or {})]
+    if not cells:
+        raise UserError("no cell of the grid matches the --only filters")
+    if dry_run:
+        list_cells(cells, results_dir, echo)
+        return cells
+    ensure_models(spec, echo)
+    store = ResultsStore(results_dir)
+    done = store.finished()
+    todo = [c for c in cells if c.id not in done]
+    for i, cell in enumerate(todo, 1):
+        echo(f"[{i}/{len(todo)}] {cell.kind} {cell.model} {cell.task} {cell.strategy} "
+             f"{cell.mitigation_label()} budget {cell.budget:g} seed {cell.seed}")
+        result, timings = run_cell(cell, store)
+        store.record(spec.name, cell, result, timings)
+    store.close()
+    return cells

@@ -1,0 +1,89 @@
+"""`tasksafe report`: Markdown and self-contained HTML with tables and plots, from the
+results store alone (it never retrains or regenerates)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from tasksafe.data.io import atomic_write
+from tasksafe.errors import OutputError
+from tasksafe.experiments.store import CellRecord, ResultsStore, StoreError
+from tasksafe.report.plots import make_plots
+from tasksafe.report.tables import attack_table, markdown_table, mitigation_table
+
+
+def provenance(rows: list[CellRecord]) -> list[str]:
+    """Where the figures come from: specs, commits, versions, judges, fine-tuning settings."""
+    judges = {}
+    for r in rows:
+        judges[r.metrics.judge.name] = r.metrics.judge.validation
+    lines = [
+        f"- spec(s): {', '.join(sorted({r.spec for r in rows}))}; {len(rows)} finished cells",
+        f"- git commit(s): {', '.join(sorted({str(r.git_commit) for r in rows}))}",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in rows[-1].versions.items())}",
+    ]
+    for name, v in judges.items():
+        lines.append(f"- judge `{name}`: " + (f"accuracy {v.accuracy:.3f}, kappa {v.kappa:.3f} against XSTest human "
+                                               "labels (held-out models)" if v else
+                                               "not validated (run `tasksafe judge validate`)"))
+    train = next((r.config.train for r in reversed(rows) if r.config.train), None)
+    if train:
+        lines.append(f"- fine-tuning: {', '.join(f'{k} {v}' for k, v in train.model_dump().items())}")
+    return lines
+
+
+def _sample_sizes(rows: list[CellRecord]) -> str:
+    last = rows[-1].metrics
+    harmful_n = ", ".join(f"{name} {entry.plain.asr.n}" for name, entry in last.harmful.items())
+    task_n = last.task.generation_accuracy.n if last.task else "no"
+    return (f"Every rate in % with its Wilson 95% interval. Sample sizes per cell: harmful prompts {harmful_n}; "
+            f"{task_n} task items; {last.overrefusal.xstest_safe.n} XSTest safe prompts.")
+
+
+def _html_table(headers: list[str], body: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse;"
+         "margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+         "th{background:#f3f3f3}img{max-width:100%}figcaption{font-size:13px;color:#555}")
+
+
+def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write report.md, report.html and the PNG plots; returns the Markdown path."""
+    store = ResultsStore(results_dir, read_only=True)
+    rows = store.rows()
+    store.close()
+    if not rows:
+        raise StoreError(f"{store.path}: no finished cells yet")
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(str(out), f"cannot be created ({err.strerror})") from None
+    plots = make_plots(rows, out)
+    tables = [("The attack", attack_table(rows)), ("Mitigations", mitigation_table(rows))]
+    sources, intro = provenance(rows), _sample_sizes(rows)
+    md = ["# tasksafe report", "", intro, ""]
+    for title, file in plots:
+        md += [f"![{title}]({file})", ""]
+    for title, (headers, body) in tables:
+        md += [f"## {title}", "", markdown_table(headers, body), ""]
+    md += ["## Provenance", ""] + sources + [""]
+    with atomic_write(out / "report.md") as handle:
+        handle.write("\n".join(md))
+    images = "".join(
+        f"<figure><img src='data:image/png;base64,{base64.b64encode((out / f).read_bytes()).decode()}' alt='{html.escape(t)}'>"
+        f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, f in plots)
+    body = "".join(f"<h2>{html.escape(t)}</h2>{_html_table(h, b)}" for t, (h, b) in tables)
+    prov = "<ul>" + "".join(f"<li>{html.escape(p[2:])}</li>" for p in sources) + "</ul>"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>tasksafe report</title><style>{STYLE}</style>"
+            f"</head><body><h1>tasksafe report</h1><p>{html.escape(intro)}</p>{images}{body}"
+            f"<h2>Provenance</h2>{prov}</body></html>")
+    with atomic_write(out / "report.html") as handle:
+        handle.write(page)
+    return out / "report.md"

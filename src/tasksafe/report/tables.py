@@ -1,0 +1,108 @@
+"""The report's tables and the series behind its plots, from typed `CellRecord`s (fields are
+read by attribute: a renamed field fails here, it never leaves a blank)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from tasksafe.experiments.store import CellRecord
+from tasksafe.results import RateRecord
+
+MITIGATION_ORDER = ("none", "mix", "bea", "ptst", "paraphrase", "safelora")
+
+
+def percent(rate: RateRecord | None) -> str:
+    return rate.percent() if rate is not None else "-"
+
+
+def mode_rate(row: CellRecord, mode: str, key: str, fallback: bool = False) -> RateRecord | None:
+    """A rate of the first harmful set: `key` (asr, non_refusal, degenerate) in `mode`
+    (plain, in_format); with `fallback`, plain when the cell has no frame."""
+    entry = row.metrics.first_harmful()[1]
+    rates = entry.mode(mode) or (entry.plain if fallback else None)
+    return getattr(rates, key) if rates is not None else None
+
+
+def attack_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
+    """ASR per strategy: the model before fine-tuning (in the strategy's frame) and after a
+    fine-tune with no mitigation."""
+    headers = ["model", "task", "strategy", "stage", "harmful set", "ASR plain %", "ASR in-format %",
+               "non-refusal in-format %", "task accuracy %"]
+    body = []
+    for row in sorted(rows, key=lambda r: (r.config.task, r.config.strategy != "benign", r.config.strategy,
+                                           r.config.kind != "base")):
+        c, m = row.config, row.metrics
+        if c.kind == "finetune" and c.mitigation != "none":
+            continue
+        for set_name, entry in m.harmful.items():
+            framed = entry.in_format
+            body.append([c.model, c.task, c.strategy, "before fine-tuning" if c.kind == "base" else "fine-tuned",
+                         set_name, percent(entry.plain.asr), percent(framed.asr if framed else None),
+                         percent(framed.non_refusal if framed else None),
+                         percent(m.task.generation_accuracy if m.task else None)])
+    return headers, body
+
+
+def finetuned_in_order(rows: list[CellRecord]) -> list[CellRecord]:
+    """Fine-tuned cells in reading order: task, benign first, strategy, mitigation, budget, seed."""
+    order = {name: i for i, name in enumerate(MITIGATION_ORDER)}
+    return sorted((r for r in rows if r.config.kind == "finetune"),
+                  key=lambda r: (r.config.task, r.config.strategy != "benign", r.config.strategy,
+                                 order.get(r.config.mitigation, 99), r.config.mitigation, r.metrics.safety_examples,
+                                 r.config.seed))
+
+
+def mitigation_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
+    """One row per fine-tuned cell. ASR on the first harmful set, plain and in the user's
+    format; with several sets, also pooled over all of them."""
+    tuned = finetuned_in_order(rows)
+    first = tuned[0].metrics.first_harmful()[0] if tuned else "harmful"
+    several = any(len(r.metrics.harmful) > 1 for r in tuned)
+    headers = ["task", "strategy", "mitigation", "safety examples", "seed", f"ASR plain % ({first})",
+               f"ASR in-format % ({first})", f"degenerate in-format % ({first})"]
+    headers += ["ASR in-format % (all sets)"] if several else []
+    headers += ["task accuracy %", "log-likelihood accuracy %", "over-refusal %"]
+    body = []
+    for row in tuned:
+        c, m = row.config, row.metrics
+        line = [c.task, c.strategy, c.mitigation_label(), str(m.safety_examples), str(c.seed),
+                percent(mode_rate(row, "plain", "asr")), percent(mode_rate(row, "in_format", "asr")),
+                percent(mode_rate(row, "in_format", "degenerate"))]
+        line += [percent(m.pooled("in_format"))] if several else []
+        line += [percent(m.task.generation_accuracy if m.task else None),
+                 percent(m.task.loglik_accuracy if m.task else None), percent(m.overrefusal.xstest_safe)]
+        body.append(line)
+    return headers, body
+
+
+def efficiency_curves(rows: list[CellRecord], mode: str = "in_format",
+                      key: str = "asr") -> dict[str, dict[int, RateRecord]]:
+    """The efficiency curves: for each mitigation (named with its strategy and task when the
+    rows attack several), the rate on the first harmful set against the number of safety
+    examples. Cells at the same point (seeds) are pooled; a curve starts at its strategy's
+    unprotected fine-tune (0 examples), pooled over that task and strategy's seeds."""
+    attacked = [r for r in rows if r.config.kind == "finetune" and r.config.strategy != "benign"]
+    strategies = {r.config.strategy for r in attacked}
+    tasks = {r.config.task for r in attacked}
+    unprotected = defaultdict(list)
+    for r in attacked:
+        if r.config.mitigation == "none":
+            unprotected[r.config.task, r.config.strategy].append(mode_rate(r, mode, key, fallback=True))
+    points, origin = defaultdict(lambda: defaultdict(list)), {}
+    for r in attacked:
+        c = r.config
+        name = " ".join(([c.task] if len(tasks) > 1 else []) + ([c.strategy] if len(strategies) > 1 else [])
+                        + [c.mitigation_label()])
+        points[name][r.metrics.safety_examples].append(mode_rate(r, mode, key, fallback=True))
+        origin[name] = (c.task, c.strategy)  # with one task and strategy per name
+    for name, curve in points.items():
+        if 0 not in curve and unprotected.get(origin[name]):
+            curve[0] = unprotected[origin[name]]
+    return {name: {x: RateRecord.combine(rates) for x, rates in sorted(curve.items())}
+            for name, curve in sorted(points.items())}
+
+
+def markdown_table(headers: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
