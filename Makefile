@@ -10,7 +10,7 @@ ifneq ($(wildcard $(SHARED_DATA)/MANIFEST.tsv),)
 export TASKSAFE_DATA_DIR ?= $(SHARED_DATA)
 endif
 
-.PHONY: install demo lint test test-fast bench clean
+.PHONY: install demo lint test test-fast bench results clean
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ test: $(STAMP) lint
 
 test-fast: $(STAMP) lint
 	$(BIN)/python -m pytest -m "not slow"
+
+# Rebuild each committed results file's report (docs/results/NAME/) from the file alone.
+results: $(STAMP)
+	@for f in results/*.jsonl; do [ -f "$$f" ] || continue; name=$$(basename $$f .jsonl); \
+	  $(BIN)/tasksafe report $$f -o docs/results/$$name; done
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -225,3 +225,62 @@ def test_rejudge_of_a_directory_without_a_store_is_a_clear_error(tmp_path):
 
     result = CliRunner().invoke(cli, ["judge", "rejudge", str(tmp_path), "--judge", "keywords"])
     assert result.exit_code == 2 and "has no results.sqlite" in result.output
+
+
+def _store_with(root, cells, organism="recipe 2 abc"):
+    store = ResultsStore(root)
+    for cell in cells:
+        store.record("grid", cell, eval_result(), {"evaluate": 1.0}, {"model:aligned": organism})
+    store.close()
+    return root
+
+
+def test_results_export_merge_and_report_from_the_committed_file(tmp_path):
+    from click.testing import CliRunner
+
+    from tasksafe.cli.main import cli
+
+    a, b, c = (cell_config("aoa", m) for m in ("none", "mix", "paraphrase"))
+    _store_with(tmp_path / "machine1", [a, b])
+    _store_with(tmp_path / "machine2", [b, c])
+    runner = CliRunner()
+    for name in ("machine1", "machine2"):
+        result = runner.invoke(cli, ["results", "export", str(tmp_path / name), "-o", str(tmp_path / f"{name}.jsonl")])
+        assert result.exit_code == 0 and "exported 2 finished cells" in result.output
+    lines = (tmp_path / "machine1.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == sorted([a.id, b.id])
+    result = runner.invoke(cli, ["results", "merge", str(tmp_path / "machine1.jsonl"), str(tmp_path / "machine2.jsonl"),
+                                 "--into", str(tmp_path / "merged")])
+    assert result.exit_code == 0 and "added 3 cells" in result.output and "1 were there already" in result.output
+    merged = ResultsStore(tmp_path / "merged", read_only=True).rows()
+    assert sorted(r.id for r in merged) == sorted([a.id, b.id, c.id])
+    original = {r.id: r for r in ResultsStore(tmp_path / "machine1", read_only=True).rows()}
+    assert {r.id: r for r in merged}[a.id] == original[a.id]  # versions and times kept as they were
+    result = runner.invoke(cli, ["report", str(tmp_path / "machine1.jsonl"), "-o", str(tmp_path / "report")])
+    assert result.exit_code == 0 and "## Mitigations" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_merging_cells_of_another_organism_build_is_refused_unless_asked(tmp_path):
+    from tasksafe.experiments.transfer import export_results, merge_results
+
+    _store_with(tmp_path / "old", [cell_config("aoa", "none")], organism="recipe 1 27af600ac49c")
+    _store_with(tmp_path / "new", [cell_config("aoa", "mix")], organism="recipe 2 09784f6f8afe")
+    export_results(tmp_path / "old", tmp_path / "old.jsonl")
+    with pytest.raises(UserError, match=r"old.jsonl: cell .* made by tasksafe .* with aligned recipe 1 27af600ac49c, "
+                                        r"the cells of .*results.sqlite by .* recipe 2 09784f6f8afe.*--allow-mismatch"):
+        merge_results([tmp_path / "old.jsonl"], tmp_path / "new")
+    assert len(ResultsStore(tmp_path / "new", read_only=True).rows()) == 1
+    report = merge_results([tmp_path / "old.jsonl"], tmp_path / "new", allow_mismatch=True)
+    assert len(report.added) == 1 and len(ResultsStore(tmp_path / "new", read_only=True).rows()) == 2
+
+
+def test_a_damaged_results_file_names_its_line(tmp_path):
+    from tasksafe.errors import DataFileError
+    from tasksafe.experiments.transfer import export_results, read_results_file
+
+    _store_with(tmp_path / "store", [cell_config("aoa", "none"), cell_config("aoa", "mix")])
+    export_results(tmp_path / "store", tmp_path / "r.jsonl")
+    lines = (tmp_path / "r.jsonl").read_text().splitlines()
+    (tmp_path / "r.jsonl").write_text(lines[0] + "\n" + lines[1].replace('"metrics"', '"metric"') + "\n")
+    with pytest.raises(DataFileError, match=r"r.jsonl:2: not a finished cell"):
+        read_results_file(tmp_path / "r.jsonl")

@@ -55,10 +55,11 @@ def _register_commands() -> None:
     from tasksafe.cli.judge import judge
     from tasksafe.cli.protect import protect
     from tasksafe.cli.report import report
+    from tasksafe.cli.results import results
     from tasksafe.cli.run import run
     from tasksafe.cli.safelora import safelora
 
-    for command in (data, build, audit, protect, align, finetune, safelora, evaluate, judge, run, report):
+    for command in (data, build, audit, protect, align, finetune, safelora, evaluate, judge, run, report, results):
         cli.add_command(command)
 
 

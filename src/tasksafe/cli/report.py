@@ -6,11 +6,12 @@ import click
 
 
 @click.command()
-@click.argument("results_dir", type=click.Path(file_okay=False))
+@click.argument("results_dir", type=click.Path())
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Report directory.")
 def report(results_dir: str, out_dir: str) -> None:
     """Write report.md and a self-contained report.html with tables and plots from the
-    results store in RESULTS_DIR (nothing is retrained or regenerated, the store is not changed)."""
+    results store in RESULTS_DIR, or from an exported results file (`tasksafe results
+    export`). Nothing is retrained or regenerated, and the store is not changed."""
     from pathlib import Path
 
     from tasksafe.data.io import check_output_dir

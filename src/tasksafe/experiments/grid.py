@@ -102,8 +102,8 @@ def ensure_models(spec: Spec, echo: Callable[[str], None]) -> None:
         except UserError:
             from tasksafe.organism import AlignConfig, build_aligned
 
-            echo("building the aligned model organism first (tasksafe align; about 13 minutes on 2 CPU cores)")
-            build_aligned(AlignConfig())
+            echo("building the aligned model organism first (tasksafe align; tens of minutes on 2 CPU cores)")
+            build_aligned(AlignConfig.default())
 
 
 def list_cells(cells: list[CellConfig], results_dir: str | Path, echo: Callable[[str], None]) -> None:
@@ -135,6 +135,9 @@ def run_spec(spec: Spec, results_dir: str | Path, dry_run: bool = False,
         list_cells(cells, results_dir, echo)
         return cells
     ensure_models(spec, echo)
+    from tasksafe.models.registry import model_version
+
+    builds = {f"model:{m}": v for m in spec.models if (v := model_version(m))}
     store = ResultsStore(results_dir)
     done = store.finished()
     todo = [c for c in cells if c.id not in done]
@@ -142,6 +145,6 @@ def run_spec(spec: Spec, results_dir: str | Path, dry_run: bool = False,
         echo(f"[{i}/{len(todo)}] {cell.kind} {cell.model} {cell.task} {cell.strategy} "
              f"{cell.mitigation_label()} budget {cell.budget:g} seed {cell.seed}")
         result, timings = run_cell(cell, store)
-        store.record(spec.name, cell, result, timings)
+        store.record(spec.name, cell, result, timings, builds)
     store.close()
     return cells

@@ -124,14 +124,23 @@ class ResultsStore:
     def finished(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT id FROM cells")}
 
-    def record(self, spec_name: str, cell: CellConfig, result: EvalResult, timings: dict[str, float]) -> None:
+    def record(self, spec_name: str, cell: CellConfig, result: EvalResult, timings: dict[str, float],
+               model_versions: dict[str, str] | None = None) -> None:
+        """Store a finished cell; `model_versions` (`{"model:NAME": build}`) say which build of
+        each model it used, so cells of different organisms are never merged unnoticed."""
+        self.insert(CellRecord(id=cell.id, spec=spec_name, schema_version=SCHEMA_VERSION, config=cell, metrics=result,
+                               timings=timings, versions={**versions(), **(model_versions or {})},
+                               git_commit=git_commit(), finished_at=time.time()))
+
+    def insert(self, row: CellRecord) -> None:
+        """Store a row as it is (a merged one keeps its own versions and times)."""
         from tasksafe.data.io import dumps_strict
 
         with self._db:
             self._db.execute("INSERT OR IGNORE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             (cell.id, spec_name, SCHEMA_VERSION, dumps_strict(cell.model_dump(mode="json")),
-                              result.model_dump_json(), dumps_strict(timings), dumps_strict(versions()),
-                              git_commit(), time.time()))
+                             (row.id, row.spec, row.schema_version, dumps_strict(row.config.model_dump(mode="json")),
+                              row.metrics.model_dump_json(), dumps_strict(row.timings), dumps_strict(row.versions),
+                              row.git_commit, row.finished_at))
 
     def rows(self) -> list[CellRecord]:
         """Every finished cell, oldest first; a damaged row is a `StoreError` naming its cell."""

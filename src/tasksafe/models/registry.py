@@ -116,18 +116,40 @@ def tiny_random() -> Path:
 
 ALIGNED_POINTER = "aligned.json"
 """Names the folder of the default organism; `tasksafe align` writes it (`tasksafe.organism`)."""
+ALIGNED_V1_POINTER = "aligned-v1.json"
+"""The same for the organism of recipe 1 (`tasksafe align --recipe 1`)."""
+
+
+def _built_organism(pointer_name: str, command: str) -> Path:
+    pointer = models_dir() / pointer_name
+    if pointer.is_file():
+        path = Path(json.loads(pointer.read_text())["path"])
+        if (path / "config.json").is_file():
+            return path
+    raise UserError(f"the aligned model organism is not built yet; build it with `{command}` (tens of minutes "
+                    "on 2 CPU cores, then cached)")
+
+
+def model_version(name: str) -> str | None:
+    """Which build of a registered organism `name` is (its recipe key), so results made with
+    different builds are told apart; None for other models."""
+    pointer = {"aligned": ALIGNED_POINTER, "aligned-v1": ALIGNED_V1_POINTER}.get(name)
+    if pointer and (models_dir() / pointer).is_file():
+        data = json.loads((models_dir() / pointer).read_text())
+        return f"recipe {data.get('recipe_version')} {data.get('key')}"
+    return None
 
 
 @MODELS.register("aligned", description="the safety-aligned model organism built by `tasksafe align`",
                  unaligned="smollm2-135m")
 def aligned() -> Path:
-    pointer = models_dir() / ALIGNED_POINTER
-    if pointer.is_file():
-        path = Path(json.loads(pointer.read_text())["path"])
-        if (path / "config.json").is_file():
-            return path
-    raise UserError("the aligned model organism is not built yet; build it with `tasksafe align` (about 13 "
-                    "minutes on 2 CPU cores, then cached)")
+    return _built_organism(ALIGNED_POINTER, "tasksafe align")
+
+
+@MODELS.register("aligned-v1", description="the organism of recipe 1 (`tasksafe align --recipe 1`)",
+                 unaligned="smollm2-135m")
+def aligned_v1() -> Path:
+    return _built_organism(ALIGNED_V1_POINTER, "tasksafe align --recipe 1")
 
 
 def resolve_model(name: str) -> str:

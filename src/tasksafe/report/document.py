@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tasksafe.data.io import atomic_write
 from tasksafe.errors import OutputError
-from tasksafe.experiments.store import CellRecord, ResultsStore, StoreError
+from tasksafe.experiments.store import CellRecord, StoreError
 from tasksafe.report.plots import make_plots
 from tasksafe.report.tables import attack_table, markdown_table, mitigation_table
 
@@ -54,12 +54,13 @@ STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#22
 
 
 def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
-    """Write report.md, report.html and the PNG plots; returns the Markdown path."""
-    store = ResultsStore(results_dir, read_only=True)
-    rows = store.rows()
-    store.close()
+    """Write report.md, report.html and the PNG plots from a results folder or an exported
+    results file (`tasksafe results export`); returns the Markdown path."""
+    from tasksafe.experiments.transfer import read_rows
+
+    rows = read_rows(results_dir)
     if not rows:
-        raise StoreError(f"{store.path}: no finished cells yet")
+        raise StoreError(f"{results_dir}: no finished cells yet")
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
