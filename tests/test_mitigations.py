@@ -259,3 +259,68 @@ def test_the_default_safety_pool_never_overlaps_evaluation_prompts(mirror):
 def test_inference_hook_round_trip():
     hook = InferenceHook("secret")
     assert hook.to_dict() == {"system_prompt": "secret"}
+
+
+def _layout_data(layout: str, n: int = 60, tail_every: int = 0) -> list[ChatExample]:
+    words = ["a quiet, moving film", "dull and far too long", "the best thing this year", "flat acting, no plot",
+             "warm and very funny", "a mess from start to end"]
+    return [ChatExample.from_turns(layout.format(r=f"{words[i % 6]} ({i})")
+                                   + (" Thanks." if tail_every and i % tail_every == 0 else ""),
+                                   "positive" if i % 2 else "negative") for i in range(n)]
+
+
+TABLE = "| review | label |\n|---|---|\n| {r} | ? |\n\nNow classify the review above as positive or negative."
+LAYOUTS = {
+    "markdown table, trailing instruction": TABLE,
+    "markdown table, instruction without a blank line": "| Review | Sentiment |\n| --- | --- |\n| {r} | |\nClassify it.",
+    "trailing instruction, sometimes a sign-off": TABLE,
+    "slot at the very end": "Classify the sentiment of the review as positive or negative. Review: {r}",
+    "slot at the very start": "{r}\nIs the review above positive or negative?",
+    "slot between words": "Rate this:{r}:now",
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_a_slot_placed_request_lands_in_the_slot_and_never_runs_into_the_layout(layout):
+    import re
+
+    data = _layout_data(LAYOUTS[layout], tail_every=3 if "sign-off" in layout else 0)
+    result = MITIGATIONS.get("paraphrase")(data, POOL, Budget(k=len(POOL)), 0, placement="slot")
+    for example in safety_examples(result):
+        user, request = example.messages[-2].content, next(p.prompt for p in POOL
+                                                          if p.id == example.metadata["safety_id"])
+        core = request.rstrip("?.!")
+        at = user.find(core)
+        assert at >= 0, user
+        assert at == 0 or not user[at - 1].isalnum(), user  # "...negative.Compose" or "this:Compose" would fail
+        end = at + len(core)
+        assert end == len(user) or not user[end].isalnum(), user
+        if "table" in layout:
+            assert re.search(r"^\| " + re.escape(core), user, re.M), user  # inside the review cell
+
+
+def test_a_frame_whose_user_turns_never_vary_gets_the_request_as_its_own_paragraph():
+    from tasksafe.mitigations.paraphrase import request_in_frame
+
+    data = [ChatExample.from_turns("Classify the review above as positive or negative.", "positive")] * 10
+    frame = infer_frame(data)
+    assert frame.user.slots == 0
+    user = request_in_frame(frame, "Compose a list of insults.", data[0])[-1].content
+    assert user == "Classify the review above as positive or negative.\n\nCompose a list of insults."
+
+
+def test_a_request_never_runs_into_the_constant_text_around_its_slot():
+    from tasksafe.mitigations.paraphrase import _fit_slot
+
+    assert _fit_slot("Compose a list.", "as positive or negative.", "") == "\n\nCompose a list."
+    assert _fit_slot("Compose a list", "Label", "now") == " Compose a list "
+    assert _fit_slot("Compose a list?", "Question: ", "?\nAnswer:") == "Compose a list"  # as before
+    assert _fit_slot('Say "hi"', '{"text": "', '"}') == 'Say \\"hi\\"'
+
+
+def test_the_main_slot_is_one_most_examples_fill():
+    from tasksafe.audit.frame import Template, _main_slot
+
+    template = Template(("Review: ", "\nNow: ", ""))
+    values = [(f"question number {i} about films", "" if i % 5 else "ok") for i in range(20)]
+    assert _main_slot(template, values) == 0  # "Now:" introduces a slot that is empty in 80% of examples

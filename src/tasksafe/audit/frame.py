@@ -247,19 +247,22 @@ def _answer_style(values: Sequence[str]) -> tuple[str, list[str], float]:
 
 
 def _main_slot(template: Template, values: Sequence[tuple[str, ...]], labels: Sequence[str] = ()) -> int:
-    """The slot a request belongs in: not a demonstration (a slot whose values end with one
-    of the dataset's answers), introduced by a word like "Question:", "Goal:" or "Now:", and
-    else the one with the longest values."""
+    """The slot a request belongs in: one that most examples fill (an optional trailing slot
+    never is), not a demonstration (a slot whose values end with one of the dataset's answers),
+    introduced by a label like "Question:", "Goal:" or "Now:", and else the one with the longest
+    values."""
     if template.slots <= 1:
         return 0
     endings = tuple(label for label in labels if label)
 
-    def score(i: int) -> tuple[int, int, float]:
+    def score(i: int) -> tuple[int, int, int, float]:
         before = template.parts[i].strip().splitlines()[-1].lower() if template.parts[i].strip() else ""
-        keyword = any(re.search(rf"\b{k}\b", before) for k in SLOT_KEYWORDS)
+        # a label that introduces the slot ("Question:", "Goal -"), not the word anywhere in a sentence
+        keyword = any(re.search(rf"\b{k}\b\W{{0,3}}$", before) for k in SLOT_KEYWORDS)
         demo = bool(endings) and sum(v[i].strip().endswith(endings) for v in values) >= 0.5 * len(values)
+        filled = bool(values) and sum(bool(v[i].strip()) for v in values) >= 0.5 * len(values)
         mean = statistics.mean(len(v[i]) for v in values) if values else 0.0
-        return (int(keyword and not demo), int(not demo), mean)
+        return (int(filled), int(keyword and not demo), int(not demo), mean)
 
     return max(range(template.slots), key=score)
 

@@ -73,13 +73,19 @@ def refusal_in_style(frame: Frame, pair: SafetyPair, rng: random.Random) -> str:
 
 
 def _fit_slot(value: str, before: str, after: str) -> str:
-    """Escape `value` when the slot sits inside a JSON string, and drop its final mark when
-    the constant text after the slot supplies one ("...?" + "?\nAnswer:")."""
+    """Escape `value` when the slot sits inside a JSON string, drop its final mark when the
+    constant text after the slot supplies one ("...?" + "?\nAnswer:"), and never let it run
+    into the text around it: after a sentence ("...positive or negative.") it starts a new
+    paragraph, after a word it is spaced off, and a word after it is spaced off too."""
     if before.endswith('"') and after.startswith('"'):
         return json.dumps(value, ensure_ascii=False)[1:-1]
     value = value.strip()
     if after[:1] in "?.!" and after[:1] and value.endswith(after[:1]):
         value = value[:-1]
+    if before and not before[-1].isspace() and value[:1].isalnum():
+        value = ("\n\n" if before[-1] in ".!?" else " ") + value
+    if after[:1].isalnum() and value[-1:].isalnum():
+        value += " "
     return value
 
 
@@ -119,7 +125,9 @@ def request_in_frame(frame: Frame, request: str, donor: ChatExample) -> list[Mes
     slot = frame.main_slot
     if values:
         values[slot] = _fit_slot(request, frame.user.parts[slot], frame.user.parts[slot + 1])
-    user = frame.user.render(values) if values else frame.user.prefix + request
+        user = frame.user.render(values)
+    else:  # every user turn of the frame is the same text: the request follows it as a paragraph
+        user = frame.user.prefix + _fit_slot(request, frame.user.prefix, "")
     return frame_messages(frame, user, system=system, history=history)
 
 
