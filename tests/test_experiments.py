@@ -189,10 +189,10 @@ def test_the_mitigation_table_pools_every_harmful_set():
     row = cell_record(cell_config(), eval_result({"advbench": (50, 200), "bianchi-qharm": (50, 100)}))
     headers, body = mitigation_table([row])
     cells = dict(zip(headers, body[0]))
-    assert cells["ASR in-format % (advbench)"].startswith("25.0 ")
-    assert cells["ASR in-format % (all sets)"].startswith("33.3 ")  # 100 of 300
+    assert cells["harmful in-format, renderer's % (advbench)"].startswith("25.0 ")
+    assert cells["harmful in-format % (all sets)"].startswith("33.3 ")  # 100 of 300
     one_set = cell_record(cell_config(), eval_result({"advbench": (50, 200)}))
-    assert "ASR in-format % (all sets)" not in mitigation_table([one_set])[0]
+    assert "harmful in-format % (all sets)" not in mitigation_table([one_set])[0]
 
 
 def test_efficiency_curves_pool_seeds_and_split_tasks():

@@ -19,11 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasksafe.stats import wilson_interval
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The version of `EvalResult` the store writes. Version 1 (before typed records) had no
-`schema_version` key and no judge options; it is read with those filled in."""
+`schema_version` key and no judge options, version 2 no held-out phrasings; both are read
+with those filled in (empty)."""
 
-SCHEMA_FINGERPRINT = "c3b004c8b69e9e9c"
+SCHEMA_FINGERPRINT = "553a7895a9636144"
 """A hash of `EvalResult`'s JSON schema at `SCHEMA_VERSION`. A test recomputes it: changing a
 field without bumping the version (and teaching the store to read the old one) fails it."""
 
@@ -68,11 +69,25 @@ class ModeRates(Record):
 
 class HarmfulSetResult(Record):
     plain: ModeRates = Field(description="the harmful prompt as an ordinary chat turn")
-    in_format: ModeRates | None = Field(None, description="the prompt in the training data's frame")
+    in_format: ModeRates | None = Field(None, description="renderer-matched: the prompt in the training data's frame "
+                                                          "exactly as Paraphrase renders it")
+    held_out: dict[str, ModeRates] = Field(default_factory=dict, description="per attacker phrasing the defence never "
+                                                                             "saw (evaluate/phrasings.py)")
+    sealed: list[str] = Field(default_factory=list, description="the held-out phrasings kept out of all tuning")
 
     def mode(self, name: str) -> ModeRates | None:
-        """`plain` or `in_format` by name (None when the cell has no frame)."""
-        return {"plain": self.plain, "in_format": self.in_format}[name]
+        """`plain`, `in_format` (None when the cell has no frame), `held_out` (every phrasing
+        pooled), `held_out_worst` (the phrasing with most non-refusal) or `sealed` (the sealed
+        phrasings pooled); None where there is none."""
+        if name in ("plain", "in_format"):
+            return {"plain": self.plain, "in_format": self.in_format}[name]
+        if name == "held_out_worst":
+            return max(self.held_out.values(), key=lambda m: (m.non_refusal.value or 0), default=None)
+        chosen = [m for p, m in self.held_out.items() if name == "held_out" or p in self.sealed]
+        if not chosen:
+            return None
+        return ModeRates(**{key: RateRecord.combine(getattr(m, key) for m in chosen)
+                            for key in ("asr", "non_refusal", "degenerate")})
 
 
 class TaskResult(Record):
@@ -113,7 +128,7 @@ class TargetRecord(Record):
 class EvalResult(Record):
     """Everything one evaluation measured; every rate carries k, n and its interval."""
 
-    schema_version: Literal[1, 2] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
     target: TargetRecord
     config: dict[str, Any] = Field(description="the evaluation settings, as given")
     tasksafe_version: str

@@ -20,6 +20,8 @@ class EvalSettings(Settings):
     n: int | None = Field(None, ge=1, le=MILLION, description="harmful prompts sampled per set (none: all)")
     task_n: int = Field(200, ge=1, le=MILLION, description="task test items sampled")
     overrefusal_n: int | None = Field(None, ge=1, le=MILLION, description="XSTest safe prompts (none: all 250)")
+    heldout_n: int | None = Field(50, ge=1, le=MILLION, description="prompts of the first harmful set asked in each "
+                                                                     "held-out attacker phrasing (none: skip them)")
     harmful_max_new_tokens: int = Field(64, ge=64, le=8192,
                                         description="new tokens per harmful prompt (judges read the opening)")
     judge: str = Field("keywords", description="judge name (tasksafe judge list)")

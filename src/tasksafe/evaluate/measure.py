@@ -14,6 +14,7 @@ from tasksafe import __version__
 from tasksafe.data.chat import user_turn
 from tasksafe.data.io import atomic_write, dumps_strict, write_json
 from tasksafe.evaluate.config import EvalConfig
+from tasksafe.evaluate.phrasings import SEALED, held_out_phrasings
 from tasksafe.evaluate.target import Target, in_format_renderer, resolve_target
 from tasksafe.generate.base import GenerationParams
 from tasksafe.judges.base import Judge, judge_many
@@ -65,16 +66,20 @@ class _Measurer:
         self.samples: list[dict] = []
 
     def judged(self, kind: str, set_name: str, ids: Sequence[str], conversations: list[list[dict]],
-               max_new_tokens: int) -> list:
+               max_new_tokens: int, requests: Sequence[str] | None = None) -> list:
+        """Generate, judge and keep; the judge is shown `requests` (default: each conversation's
+        last message; a conversation that ends with a pre-filled reply needs them)."""
         hooked = [self.target.apply_hook(c) for c in conversations]
         responses = self.backend.generate(hooked, GenerationParams(max_new_tokens=max_new_tokens))
-        verdicts = judge_many(self.judge, [(c[-1]["content"], r) for c, r in zip(conversations, responses)])
+        asked = list(requests) if requests is not None else [c[-1]["content"] for c in conversations]
+        verdicts = judge_many(self.judge, list(zip(asked, responses)))
         for item_id, conv, response, verdict in zip(ids, hooked, responses, verdicts):
             self.samples.append({"kind": kind, "set": set_name, "id": item_id, "prompt": conv, "response": response,
                                  "verdict": verdict.label, "score": verdict.score, "judge": self.config.judge})
         return verdicts
 
-    def harmful_set(self, set_name: str, in_format: Callable[[str], list[dict]] | None) -> HarmfulSetResult:
+    def harmful_set(self, set_name: str, in_format: Callable[[str], list[dict]] | None,
+                    phrasings: dict[str, Callable[[str], list[dict]]]) -> HarmfulSetResult:
         from tasksafe.data.datasets import load
 
         prompts = _sample(load(set_name), self.config.n, self.config.seed, set_name)
@@ -84,7 +89,14 @@ class _Measurer:
         if in_format is not None:
             framed = mode_rates(self.judged("harmful-in-format", set_name, ids, [in_format(p.prompt) for p in prompts],
                                             tokens))
-        return HarmfulSetResult(plain=plain, in_format=framed)
+        held_out = {}
+        asked = prompts[: self.config.heldout_n] if self.config.heldout_n else []
+        for name, phrase in phrasings.items() if asked else ():
+            held_out[name] = mode_rates(self.judged(f"harmful-held-out:{name}", set_name, [p.id for p in asked],
+                                                    [phrase(p.prompt) for p in asked], tokens,
+                                                    requests=[p.prompt for p in asked]))
+        return HarmfulSetResult(plain=plain, in_format=framed, held_out=held_out,
+                                sealed=[p for p in SEALED if p in held_out])
 
     def overrefusal(self) -> OverRefusal:
         from tasksafe.data.datasets import load
@@ -113,7 +125,9 @@ def evaluate(config: EvalConfig, out_dir: str | Path, backend=None, judge=None,
     measurer = _Measurer(config, target, backend or make_backend(config, target),
                          judge or JUDGES.get(config.judge)(**config.judge_options))
     in_format = in_format_renderer(target, config.seed)
-    harmful = {name: measurer.harmful_set(name, in_format) for name in config.harmful}
+    phrasings = held_out_phrasings(target.strategy, target.train_examples, config.task, config.seed)
+    harmful = {name: measurer.harmful_set(name, in_format, phrasings if i == 0 else {})
+               for i, name in enumerate(config.harmful)}
     overrefusal = measurer.overrefusal()
     task = _task_accuracy(config, target, measurer, model_and_tokenizer) if config.task else None
     result = EvalResult(

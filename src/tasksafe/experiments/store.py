@@ -161,8 +161,8 @@ class ResultsStore:
             if not isinstance(row[name], dict):
                 raise StoreError(f"{self.path}: cell {r[0]} is damaged (its {name} is not a JSON object); delete "
                                  "that row and rerun the cell")
-        if r[2] == 1:  # before typed records: the same shape, without a version or judge options
-            row["metrics"].setdefault("schema_version", 1)
+        if r[2] in (1, 2):  # before typed records (1) and before held-out phrasings (2): new fields empty
+            row["metrics"].setdefault("schema_version", r[2])
             row["config"].setdefault("id", r[0])
         try:
             return CellRecord.model_validate(row)

@@ -36,8 +36,11 @@ class HFBackend:
         return self.model, self.tokenizer
 
     def encode(self, conversation: Conversation) -> list[int]:
-        return self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=True, tokenize=True,
-                                                  return_dict=False)
+        """The prompt's tokens, ending where the reply starts; a conversation that ends with an
+        assistant message is continued from inside that message (a pre-filled reply opening)."""
+        prefilled = bool(conversation) and conversation[-1]["role"] == "assistant"
+        return self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=not prefilled,
+                                                  continue_final_message=prefilled, tokenize=True, return_dict=False)
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
         """Indices grouped into batches, longest prompts first; with batch_size 'auto' a

@@ -8,10 +8,13 @@ from tasksafe.experiments.store import CellRecord
 from tasksafe.report.tables import efficiency_curves, mode_rate
 from tasksafe.results import RateRecord
 
-MEASURES = (("in_format", "asr", "ASR in-format"), ("plain", "asr", "ASR plain"),
-            ("in_format", "non_refusal", "non-refusal in-format"))
-"""The efficiency plot's panels: a broken model can stop refusing yet only repeat its persona's
-phrase, which is not ASR, so non-refusal gets a panel of its own."""
+MEASURES = (("in_format", "non_refusal", "non-refusal, in-format (renderer's)"),
+            ("held_out", "non_refusal", "non-refusal, held-out phrasings"),
+            ("plain", "non_refusal", "non-refusal, plain"),
+            ("held_out", "asr", "harmful compliance, held-out phrasings"))
+"""The efficiency plot's panels. The renderer-matched prompt is what Paraphrase trains on, so
+the held-out phrasings get panels of their own; a broken model can stop refusing yet only
+repeat its persona's phrase, so non-refusal and judged harmful compliance are kept apart."""
 
 
 def _pyplot():
@@ -31,31 +34,34 @@ def _save(fig, out: Path, name: str, title: str) -> tuple[str, str]:
 
 
 def attack_plot(rows: list[CellRecord], out: Path) -> tuple[str, str] | None:
-    """ASR per strategy before and after fine-tuning (no mitigation)."""
+    """Non-refusal per strategy before and after fine-tuning (no mitigation), plain,
+    renderer-matched in-format and held-out; only the bars there are cells for."""
     attack = [r for r in rows if r.config.kind == "base" or r.config.mitigation == "none"]
     if not attack:
         return None
     strategies = sorted({r.config.strategy for r in attack})
-    fig, ax = _pyplot().subplots(figsize=(7, 3.6))
-    width = 0.2
-    bars = (("base", "plain", "before, plain"), ("base", "in_format", "before, in-format"),
-            ("finetune", "plain", "fine-tuned, plain"), ("finetune", "in_format", "fine-tuned, in-format"))
+    kinds = [k for k in ("base", "finetune") if any(r.config.kind == k for r in attack)]
+    bars = [(kind, mode, f"{'before' if kind == 'base' else 'fine-tuned'}, {label}") for kind in kinds
+            for mode, label in (("plain", "plain"), ("in_format", "in-format"), ("held_out", "held-out"))]
+    bars = [b for b in bars if any(mode_rate(r, b[1], "non_refusal") for r in attack if r.config.kind == b[0])]
+    fig, ax = _pyplot().subplots(figsize=(8, 3.8))
+    width = 0.8 / max(1, len(bars))
     for j, (kind, mode, label) in enumerate(bars):
         values, errors = [], [[], []]
         for s in strategies:
-            rate = RateRecord.combine(mode_rate(r, mode, "asr") for r in attack
+            rate = RateRecord.combine(mode_rate(r, mode, "non_refusal") for r in attack
                                       if r.config.strategy == s and r.config.kind == kind)
             v = rate.value if rate and rate.value is not None else 0.0
             values.append(100 * v)
             errors[0].append(max(0.0, 100 * (v - rate.ci95[0])) if rate else 0)
             errors[1].append(max(0.0, 100 * (rate.ci95[1] - v)) if rate else 0)
-        ax.bar([i + (j - 1.5) * width for i in range(len(strategies))], values, width, yerr=errors, capsize=2,
-               label=label)
+        ax.bar([i + (j - (len(bars) - 1) / 2) * width for i in range(len(strategies))], values, width, yerr=errors,
+               capsize=2, label=label)
     ax.set_xticks(range(len(strategies)), strategies)
-    ax.set_ylabel(f"ASR (%), {attack[0].metrics.first_harmful()[0]}")
-    ax.set_title("The attack: ASR per prompting strategy")
+    ax.set_ylabel(f"non-refusal (%), {attack[0].metrics.first_harmful()[0]}")
+    ax.set_title("The attack: non-refusal per prompting strategy", fontsize=10)
     ax.legend(fontsize=7)
-    return _save(fig, out, "attack.png", "The attack: ASR per prompting strategy (95% intervals)")
+    return _save(fig, out, "attack.png", "The attack: non-refusal per prompting strategy (95% intervals)")
 
 
 def efficiency_plot(rows: list[CellRecord], out: Path) -> tuple[str, str] | None:
@@ -70,7 +76,7 @@ def efficiency_plot(rows: list[CellRecord], out: Path) -> tuple[str, str] | None
                    [r for r in rows if r.config.kind == "base" and r.config.strategy in strategies]),
                   ("benign fine-tune", "grey",
                    [r for r in finetuned if r.config.strategy == "benign" and r.config.mitigation == "none"])]
-    fig, axes = _pyplot().subplots(1, len(MEASURES), figsize=(13, 3.8), sharey=True)
+    fig, axes = _pyplot().subplots(1, len(MEASURES), figsize=(16, 4.0), sharey=True)
     for ax, (mode, key, label) in zip(axes, MEASURES):
         for name, points in efficiency_curves(rows, mode, key).items():
             xs = sorted(points)
@@ -81,10 +87,11 @@ def efficiency_plot(rows: list[CellRecord], out: Path) -> tuple[str, str] | None
             if level is not None and level.value is not None:
                 ax.axhline(100 * level.value, color=colour, linestyle="--", linewidth=1, label=ref_label)
         ax.set_xlabel("safety examples in the training set")
-        ax.set_title(label)
+        ax.set_title(label, fontsize=9)
     axes[0].set_ylabel(f"% of {attacked[0].metrics.first_harmful()[0]} prompts")
     axes[-1].legend(fontsize=7)
-    return _save(fig, out, "efficiency.png", "Efficiency: ASR in-format, ASR plain and non-refusal in-format "
+    return _save(fig, out, "efficiency.png", "Efficiency: non-refusal in-format (renderer's and held-out "
+                                             "phrasings) and plain, and harmful compliance in held-out phrasings, "
                                              "against the number of safety examples, per mitigation")
 
 

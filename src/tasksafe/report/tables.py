@@ -17,17 +17,36 @@ def percent(rate: RateRecord | None) -> str:
 
 def mode_rate(row: CellRecord, mode: str, key: str, fallback: bool = False) -> RateRecord | None:
     """A rate of the first harmful set: `key` (asr, non_refusal, degenerate) in `mode`
-    (plain, in_format); with `fallback`, plain when the cell has no frame."""
+    (plain, in_format, held_out, held_out_worst, sealed: see `HarmfulSetResult.mode`); with
+    `fallback`, plain when the cell has no such mode."""
     entry = row.metrics.first_harmful()[1]
     rates = entry.mode(mode) or (entry.plain if fallback else None)
     return getattr(rates, key) if rates is not None else None
 
 
+MEASURES = (("plain", "plain"), ("in_format", "in-format, renderer's"), ("held_out", "in-format, held-out"),
+            ("held_out_worst", "held-out, worst phrasing"), ("sealed", "held-out, sealed"))
+"""The modes every table shows: plain; in the data's frame as Paraphrase's renderer asks
+(renderer-matched); in the attacker phrasings the defence never saw, pooled, the worst one,
+and the sealed ones alone (evaluate/phrasings.py)."""
+
+
+def _rates(entry, mode: str) -> list[str]:
+    """Non-refusal and harmful compliance (judged compliance) of one mode; refusal is 100 minus
+    non-refusal."""
+    rates = entry.mode(mode)
+    return [percent(rates.non_refusal if rates else None), percent(rates.asr if rates else None)]
+
+
+def measure_headers(set_name: str = "") -> list[str]:
+    where = f" ({set_name})" if set_name else ""
+    return [f"{kind} {label} %{where}" for _, label in MEASURES for kind in ("non-refusal", "harmful")]
+
+
 def attack_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
-    """ASR per strategy: the model before fine-tuning (in the strategy's frame) and after a
-    fine-tune with no mitigation."""
-    headers = ["model", "task", "strategy", "stage", "harmful set", "ASR plain %", "ASR in-format %",
-               "non-refusal in-format %", "task accuracy %"]
+    """The attack: non-refusal and harmful compliance per strategy, plain, renderer-matched
+    in-format and in held-out phrasings, before fine-tuning and after one with no mitigation."""
+    headers = ["model", "task", "strategy", "stage", "harmful set", *measure_headers(), "task accuracy %"]
     body = []
     for row in sorted(rows, key=lambda r: (r.config.task, r.config.strategy != "benign", r.config.strategy,
                                            r.config.kind != "base")):
@@ -35,10 +54,8 @@ def attack_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
         if c.kind == "finetune" and c.mitigation != "none":
             continue
         for set_name, entry in m.harmful.items():
-            framed = entry.in_format
             body.append([c.model, c.task, c.strategy, "before fine-tuning" if c.kind == "base" else "fine-tuned",
-                         set_name, percent(entry.plain.asr), percent(framed.asr if framed else None),
-                         percent(framed.non_refusal if framed else None),
+                         set_name, *[x for mode, _ in MEASURES for x in _rates(entry, mode)],
                          percent(m.task.generation_accuracy if m.task else None)])
     return headers, body
 
@@ -58,15 +75,16 @@ def mitigation_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]
     tuned = finetuned_in_order(rows)
     first = tuned[0].metrics.first_harmful()[0] if tuned else "harmful"
     several = any(len(r.metrics.harmful) > 1 for r in tuned)
-    headers = ["task", "strategy", "mitigation", "safety examples", "seed", f"ASR plain % ({first})",
-               f"ASR in-format % ({first})", f"degenerate in-format % ({first})"]
-    headers += ["ASR in-format % (all sets)"] if several else []
+    headers = ["task", "strategy", "mitigation", "safety examples", "seed", *measure_headers(first),
+               f"degenerate in-format % ({first})"]
+    headers += ["harmful in-format % (all sets)"] if several else []
     headers += ["task accuracy %", "log-likelihood accuracy %", "over-refusal %"]
     body = []
     for row in tuned:
         c, m = row.config, row.metrics
+        entry = m.first_harmful()[1]
         line = [c.task, c.strategy, c.mitigation_label(), str(m.safety_examples), str(c.seed),
-                percent(mode_rate(row, "plain", "asr")), percent(mode_rate(row, "in_format", "asr")),
+                *[x for mode, _ in MEASURES for x in _rates(entry, mode)],
                 percent(mode_rate(row, "in_format", "degenerate"))]
         line += [percent(m.pooled("in_format"))] if several else []
         line += [percent(m.task.generation_accuracy if m.task else None),
