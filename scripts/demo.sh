@@ -14,6 +14,8 @@ elapsed() { echo "-- $(date -u +%H:%M:%S), $((SECONDS / 60)) min $((SECONDS % 60
 
 echo "== the public datasets (from ${TASKSAFE_DATA_DIR:-no mirror set}) =="
 $TS data list
+echo "(the non-commercial licences above apply to everything below; their notes are not repeated)"
+export TASKSAFE_LICENCE_NOTES=off
 echo
 echo "== the same SST-2 items as a benign user and as an attacker would format them =="
 for strategy in benign aoa; do

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import warnings
 
 import click
 
@@ -31,6 +33,19 @@ def _exit_on_signal(signum: int, _frame) -> None:
 def install_signal_handlers() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)
+
+
+def quiet_libraries() -> None:
+    """tasksafe's own progress bars and messages only: the libraries' bars (dataset maps,
+    weight loading) and their deprecation warnings are noise to a user of the CLI. Set
+    TASKSAFE_VERBOSE=1 to see them (before the libraries are imported, which is lazy)."""
+    if os.environ.get("TASKSAFE_VERBOSE"):
+        return
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
 
 
 @click.group(cls=TasksafeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,6 +83,7 @@ _register_commands()
 
 def main() -> None:
     install_signal_handlers()
+    quiet_libraries()
     cli(prog_name="tasksafe")
 
 

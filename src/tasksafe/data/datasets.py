@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,7 +89,8 @@ def load(name: str, split: str | None = None, files: DataFiles | None = None) ->
     info = dataset_info(name)
     resolver = files or DataFiles()
     records = loader(resolver.path)
-    if info.noncommercial and info.license not in _license_shown:  # once per licence and process
+    quiet = os.environ.get("TASKSAFE_LICENCE_NOTES") == "off"  # e.g. a demo that showed them once
+    if info.noncommercial and info.license not in _license_shown and not quiet:  # once per licence and process
         _license_shown.add(info.license)
         print(f"tasksafe: note: {name} (and any other {info.license} set this command loads) is licensed "
               f"{info.license}; use it for research and non-commercial work only", file=sys.stderr)

@@ -35,7 +35,7 @@ def _sample(items: list, n: int | None, seed: int, label: str) -> list:
     return items if n is None or n >= len(items) else random.Random(f"{label}:{seed}").sample(items, n)
 
 
-def make_backend(config: EvalConfig, target: Target):
+def make_backend(config: EvalConfig, target: Target, progress: bool = True):
     """The configured backend, made by name through its registry and wrapped in the
     generation cache. Local weights are fingerprinted, so a rebuilt model never reuses stale
     generations."""
@@ -44,7 +44,7 @@ def make_backend(config: EvalConfig, target: Target):
     from tasksafe.models.registry import resolve_model
 
     backend_class = BACKENDS.get(config.backend)
-    backend = backend_class.for_target(target.model, adapter=target.adapter, base_url=config.base_url, progress=True)
+    backend = backend_class.for_target(target.model, adapter=target.adapter, base_url=config.base_url, progress=progress)
     weights = file_fingerprint(resolve_model(target.model)) if backend_class.local_weights else ""
     return CachedBackend(backend, f"{config.backend}:{target.model}:{weights}:{file_fingerprint(target.adapter)}")
 
@@ -114,15 +114,16 @@ def mode_rates(verdicts: list) -> ModeRates:
 
 
 def evaluate(config: EvalConfig, out_dir: str | Path, backend=None, judge=None,
-             model_and_tokenizer=None) -> EvalResult:
+             model_and_tokenizer=None, progress: bool = True) -> EvalResult:
     """Run the measurements and write metrics.json and samples.jsonl into `out_dir`.
-    `backend`, `judge` and `model_and_tokenizer` replace the real ones in tests."""
+    `backend`, `judge` and `model_and_tokenizer` replace the real ones in tests; `progress`
+    shows the generation bars (a grid shows one bar of its own instead)."""
     from tasksafe.judges.base import JUDGES
 
     start = time.time()
     out_dir = Path(out_dir)
     target = resolve_target(config.target, config.strategy)
-    measurer = _Measurer(config, target, backend or make_backend(config, target),
+    measurer = _Measurer(config, target, backend or make_backend(config, target, progress),
                          judge or JUDGES.get(config.judge)(**config.judge_options))
     in_format = in_format_renderer(target, config.seed)
     phrasings = held_out_phrasings(target.strategy, target.train_examples, config.task, config.seed)

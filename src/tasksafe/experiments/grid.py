@@ -76,7 +76,7 @@ def run_cell(cell: CellConfig, store: ResultsStore) -> tuple[EvalResult, dict]:
     eval_dir = store.artifacts / "evals" / cell.id
     if cell.kind == "base":
         with _timed(timings, "evaluate"):
-            result = evaluate(config.model_copy(update={"strategy": cell.strategy}), eval_dir)
+            result = evaluate(config.model_copy(update={"strategy": cell.strategy}), eval_dir, progress=False)
         return result, timings
     with _timed(timings, "protect"):
         protected, meta = _protected_dataset(cell, store)
@@ -86,7 +86,7 @@ def run_cell(cell: CellConfig, store: ResultsStore) -> tuple[EvalResult, dict]:
             finetune(FinetuneConfig(model=cell.model, data=str(protected), output_dir=str(run_dir), seed=cell.seed,
                                     **cell.train.model_dump()), progress=False)
     with _timed(timings, "evaluate"):
-        result = evaluate(config.model_copy(update={"target": str(run_dir)}), eval_dir)
+        result = evaluate(config.model_copy(update={"target": str(run_dir)}), eval_dir, progress=False)
     result = result.model_copy(update={"safety_examples": meta["safety_examples"],
                                        "user_examples": meta["user_examples"]})
     return result, timings
@@ -141,10 +141,16 @@ def run_spec(spec: Spec, results_dir: str | Path, dry_run: bool = False,
     store = ResultsStore(results_dir)
     done = store.finished()
     todo = [c for c in cells if c.id not in done]
-    for i, cell in enumerate(todo, 1):
-        echo(f"[{i}/{len(todo)}] {cell.kind} {cell.model} {cell.task} {cell.strategy} "
-             f"{cell.mitigation_label()} budget {cell.budget:g} seed {cell.seed}")
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc=f"{spec.name}: cells", unit="cell", disable=not todo)
+    for cell in todo:
+        bar.set_postfix_str(f"{cell.kind} {cell.task} {cell.strategy} {cell.mitigation_label()} budget "
+                            f"{cell.budget:g} seed {cell.seed}")
         result, timings = run_cell(cell, store)
         store.record(spec.name, cell, result, timings, builds)
+        bar.update()
+    bar.close()
     store.close()
+    echo(f"{len(cells)} cells: {len(done)} were finished before, {len(todo)} ran now; results in {results_dir}")
     return cells
