@@ -21,10 +21,9 @@ TRAIN_TOKENS_PER_S = 240.0
 def estimate_seconds(cell: CellConfig) -> float:
     """A rough CPU estimate for the dry run."""
     ev = cell.eval
-    harmful = (ev.n or 500) * len(ev.harmful) * 2
-    generations = harmful + (ev.overrefusal_n or 250) + ev.task_n
-    seconds = harmful * ev.harmful_max_new_tokens / GENERATION_TOKENS_PER_S
-    seconds += (generations - harmful) * 64 / GENERATION_TOKENS_PER_S
+    harmful = (ev.n or 500) * len(ev.harmful) * 2 + 6 * min(ev.heldout_n or 0, ev.n or 500)  # + held-out phrasings
+    others = (ev.overrefusal_n or 250) + ev.task_n
+    seconds = (harmful * ev.harmful_max_new_tokens + others * 64) / GENERATION_TOKENS_PER_S
     if cell.kind == "finetune":
         long_form = cell.strategy.startswith("autoif")
         seconds += cell.train_examples * (220 if long_form else 110) * cell.train.epochs / TRAIN_TOKENS_PER_S
