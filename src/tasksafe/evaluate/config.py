@@ -74,20 +74,12 @@ class EvalConfig(EvalSettings):
     strategy: str | None = Field(None, description="in-format frame for a plain model (a run knows its own)")
     seed: int = Field(0, ge=0, lt=2**32, description="seed for sampling prompts and items")
 
-    @field_validator("task")
+    @field_validator("task", "strategy")
     @classmethod
-    def _task(cls, value):
+    def _registered(cls, value, info):
+        from tasksafe.strategies import STRATEGIES
         from tasksafe.tasks import TASKS
 
         if value is not None:
-            check_names([value], TASKS)
-        return value
-
-    @field_validator("strategy")
-    @classmethod
-    def _strategy(cls, value):
-        from tasksafe.strategies import STRATEGIES
-
-        if value is not None:
-            check_names([value], STRATEGIES)
+            check_names([value], {"task": TASKS, "strategy": STRATEGIES}[info.field_name])
         return value
