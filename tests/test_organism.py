@@ -1,0 +1,32 @@
+"""The organism's recipes: each stays reproducible by name, and its data are what the recipe says."""
+
+from tasksafe.organism.align import LONG_COMPLIANT_OPENINGS, SHORT_LAYOUTS, AlignConfig, build_alignment_data
+
+
+def test_each_recipe_is_reproducible_by_name():
+    # recipe 2's key is the one its measured build (docs/models.md) was cached under
+    assert AlignConfig.recipe_2().key() == "09784f6f8afe"
+    assert AlignConfig.recipe_2().recipe == 2 and AlignConfig.recipe_1().recipe == 1
+    keys = {AlignConfig.recipe_1().key(), AlignConfig.recipe_2().key(), AlignConfig.default().key()}
+    assert len(keys) == 3
+    assert AlignConfig.default().safety_pairs == 2 * AlignConfig.recipe_2().safety_pairs
+
+
+def test_alignment_data_follows_the_recipe():
+    config = AlignConfig(safety_pairs=60, benign_instructions=30)
+    data = build_alignment_data(config, lambda convs: ["Here is a short and helpful answer."] * len(convs))
+    kinds = [e.metadata["kind"] for e in data]
+    assert kinds.count("benign") == 30 and kinds.count("safety") + kinds.count("safety-deep") == 60
+    deep = [e for e in data if e.metadata["kind"] == "safety-deep"]
+    assert 15 <= len(deep) <= 45  # about half
+    for example in deep:  # the compliant start is never trained on and the reply turns into a refusal
+        reply = example.messages[-1].content
+        assert reply.startswith(example.metadata["untrained_prefix"])
+        assert len(reply) > len(example.metadata["untrained_prefix"]) + 10
+    assert any(e.messages[-1].content.startswith(LONG_COMPLIANT_OPENINGS) for e in deep)
+    short_users = [e for e in data if any(layout.split("{x}")[-1] and e.messages[-2].content.endswith(
+        layout.split("{x}")[-1]) for layout in SHORT_LAYOUTS)]
+    assert short_users  # part of the requests are asked in short-answer layouts
+    recipe_1 = build_alignment_data(AlignConfig.recipe_1(safety_pairs=60, benign_instructions=30),
+                                    lambda convs: ["Here is a short and helpful answer."] * len(convs))
+    assert not any(e.messages[-1].content.startswith(LONG_COMPLIANT_OPENINGS) for e in recipe_1)
