@@ -312,7 +312,7 @@ def infer_frames(examples: Sequence[ChatExample], sample_size: int = 200, seed: 
     clusters: dict[tuple, list[ChatExample]] = {}
     for ex in sample:
         clusters.setdefault(_cluster_key(ex, frequent_lines), []).append(ex)
-    smallest = max(2, int(0.05 * len(sample)))
+    smallest = max(3, int(0.02 * len(sample)))  # a frame in 2% of the data is still a frame: an attack needs no more
     frames: list[Frame] = []
     leftovers: list[ChatExample] = []
     for members in sorted(clusters.values(), key=len, reverse=True):

@@ -10,19 +10,61 @@ from tasksafe.cli.output import printable
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(), required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-known-prompts", is_flag=True, help="Skip the search for known harmful prompts in the data.")
-def audit(file: str, as_json: bool, no_known_prompts: bool) -> None:
+@click.option("--evaluate", "evaluate_dir", type=click.Path(file_okay=False),
+              help="Score the audit on a labelled folder DIR/<split>/<malicious|benign>/*.jsonl instead.")
+@click.option("--write-corpus", "corpus_dir", type=click.Path(file_okay=False),
+              help="Write tasksafe's adversarial evaluation corpus (tuned and held-out splits) to this folder.")
+def audit(file: str | None, as_json: bool, no_known_prompts: bool, evaluate_dir: str | None,
+          corpus_dir: str | None) -> None:
     """Audit a user dataset FILE (chat JSONL, prompt/completion JSONL or Alpaca JSON).
 
-    Prints the inferred frame(s) and how much of the data fits them, then risk findings with
-    evidence (line numbers and matching text) and an overall risk level. Exits 0 whatever
-    the risk (it is a report) and 2 when the file cannot be read."""
+    Prints the inferred frame(s) and how much of the data fits them, each with its risk, then
+    findings with evidence (line numbers, matching text, the share of the data that carries
+    it) and an overall risk level. Exits 0 whatever the risk (it is a report) and 2 when the
+    file cannot be read.
+
+    \b
+    tasksafe audit --write-corpus corpus/ && tasksafe audit --evaluate corpus/
+    prints the audit's precision and recall on its adversarial corpus, per split."""
     from tasksafe.audit import audit_examples, known_harmful_index, render_report
     from tasksafe.data.chat import read_numbered_examples
+    from tasksafe.errors import UserError
+
+    if corpus_dir or evaluate_dir:
+        _corpus(corpus_dir, evaluate_dir, as_json, None if no_known_prompts else known_harmful_index())
+        return
+    if not file:
+        raise UserError("give a FILE to audit (or --evaluate DIR / --write-corpus DIR)")
 
     numbered = read_numbered_examples(file)
     index = None if no_known_prompts else known_harmful_index()
     report = audit_examples([ex for _, ex in numbered], [n for n, _ in numbered], source=file, harmful_index=index)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else printable(render_report(report)))
+
+
+def _corpus(corpus_dir: str | None, evaluate_dir: str | None, as_json: bool, index) -> None:
+    from pathlib import Path
+
+    from tasksafe.audit.corpus import build_corpus, evaluate_folder
+    from tasksafe.data.io import check_output_dir
+
+    if corpus_dir:
+        check_output_dir(corpus_dir)
+        written = build_corpus(Path(corpus_dir))
+        click.echo(f"wrote {len(written)} files under {corpus_dir}", err=bool(evaluate_dir))
+    if not evaluate_dir:
+        return
+    splits = evaluate_folder(Path(evaluate_dir), index)
+    if as_json:
+        click.echo(json.dumps(splits, indent=2))
+        return
+    for split, entry in splits.items():
+        wrong = [f for f in entry["files"] if not f["right"]]
+        click.echo(f"{split}: precision {entry['precision']:.2f}, recall {entry['recall']:.2f} "
+                   f"({entry['tp']} of {entry['tp'] + entry['fn']} malicious files flagged, "
+                   f"{entry['fp']} of {entry['fp'] + entry['tn']} benign files flagged)")
+        for f in wrong:
+            click.echo(printable(f"  wrong: {f['file']} ({f['label']}) rated {f['risk']}"))

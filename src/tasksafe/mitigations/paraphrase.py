@@ -3,7 +3,12 @@
 Each safety pair (harmful request -> refusal) becomes an example with the frame's system
 prompt, the request asked in the user's layout, and a refusal in the user's answer style with
 the frame's assistant prefix and suffix. For a dataset with several frames, the safety
-examples follow the frames' shares.
+examples follow the risk (`allocation`):
+- `risk` (default): a frame the audit rates medium or high (`audit.findings.frame_risks`)
+  gets as many safety examples as the budget gives the whole dataset, whatever its share,
+  because an attack needs only a slice of the data; the other frames get their share of the
+  budget. The total can exceed the budget; the sidecar's `allocation` says by how much.
+- `share`: the budget split over the frames by share (the paper's rule).
 
 Where the request goes (`placement`):
 - `slot`: in the frame's main slot, the other slots filled from one of the user's own
@@ -30,7 +35,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tasksafe.audit.findings import IDENTITY_SHIFT, IGNORE_RULES
+from tasksafe.audit.findings import IDENTITY_SHIFT, IGNORE_RULES, frame_risks
 from tasksafe.audit.frame import Frame, frame_messages, infer_frames
 from tasksafe.data.chat import ChatExample, Message
 from tasksafe.data.records import SafetyPair
@@ -271,6 +276,9 @@ class ParaphraseOptions(Options):
     renderer_model: str | None = Field(None, description="the llm renderer's model (a model name or path)")
     keep_affixes: bool = Field(True, description="keep the frame's answer prefix and suffix")
     shots: int = Field(3, ge=1, le=16, description="user examples the llm renderer is shown")
+    allocation: Literal["risk", "share"] = Field(
+        "risk", description="risk: every flagged frame gets the whole budget's count, the others their share; "
+                            "share: the budget split by share")
     placement: Literal["both", "instruction", "slot"] = Field(
         "both", description="template renderer: ask each request where the data gives its instruction, in the "
                             "frame's main slot, or alternately both")
@@ -279,7 +287,8 @@ class ParaphraseOptions(Options):
 @register_mitigation("paraphrase", "k safety examples rendered in the user's inferred frame", options=ParaphraseOptions)
 def paraphrase(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
                renderer: str = "template", renderer_model: str | None = None, keep_affixes: bool = True,
-               shots: int = 3, placement: str = "both", generate: Generate | None = None) -> MitigationResult:
+               shots: int = 3, placement: str = "both", allocation: str = "risk",
+               generate: Generate | None = None) -> MitigationResult:
     if renderer == "llm" and generate is None:
         if not renderer_model:
             raise UserError("the llm renderer needs a model: give the option renderer_model=NAME")
@@ -288,11 +297,15 @@ def paraphrase(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budge
         generate = generator_for(renderer_model)
     frames = infer_frames(dataset, seed=seed)
     k = budget.resolve(len(dataset))
-    pairs = sample_pairs(pool, k, seed)
+    risks = frame_risks(dataset, frames) if allocation == "risk" and len(frames) > 1 else ["-"] * len(frames)
+    counts = _allocate(k, [f.share for f in frames])
+    if allocation == "risk":
+        counts = [k if risk in ("medium", "high") else c for c, risk in zip(counts, risks)]
+    pairs = sample_pairs(pool, sum(counts), seed)
     rng = random.Random(f"paraphrase:{seed}")
     safety: list[ChatExample] = []
     start = 0
-    for frame, count in zip(frames, _allocate(k, [f.share for f in frames])):
+    for frame, count in zip(frames, counts):
         if not count:
             continue
         chunk, start = pairs[start:start + count], start + count
@@ -307,8 +320,11 @@ def paraphrase(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budge
     return MitigationResult(
         mix_in(dataset, safety, seed), [p.id for p in pairs],
         config={"name": "paraphrase", "renderer": renderer, "keep_affixes": keep_affixes, "shots": shots,
-                "placement": placement},
+                "placement": placement, "allocation": allocation},
         info={"frames": [f.to_dict() for f in frames],
+              "allocation": {"rule": allocation, "budget": k, "total": sum(counts), "increase": sum(counts) - k,
+                             "frames": [{"frame": i + 1, "share": round(f.share, 4), "risk": r, "safety_examples": c}
+                                        for i, (f, r, c) in enumerate(zip(frames, risks, counts))]},
               "renderer_counts": {r: renderers.count(r) for r in sorted(set(renderers))},
               "placement_counts": {p: placements.count(p) for p in sorted(set(placements))}},
     )
