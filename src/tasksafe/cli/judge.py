@@ -7,6 +7,7 @@ import json
 import click
 
 from tasksafe.cli.output import print_table
+from tasksafe.judges.base import OUTCOMES
 
 
 @click.group()
@@ -79,9 +80,6 @@ def rejudge_command(results_dir: str, name: str, harmful_set: str | None, as_jso
         print_table(headers, rows)
 
 
-OUTCOMES = {"refusal": "refusal", "compliance": "harmful_compliance", "degenerate": "other_non_refusal"}
-"""A judge's label as one of the three rates: refusal, harmful compliance (the reply carries
-content that helps with the request), other non-refusal (empty, looping, content-free)."""
 
 
 @judge.command("score")
@@ -121,3 +119,30 @@ def score(file: str, name: str, output: str | None) -> None:
     for outcome in OUTCOMES.values():
         rate = RateRecord.of(sum(j["verdict"] == outcome for j in judged), len(judged))
         click.echo(f"{outcome:<20} {rate.percent()} n={rate.n}", err=True)
+
+
+@judge.command("agree")
+@click.argument("labels", type=click.Path(dir_okay=False), required=False)
+@click.option("--judge", "names", multiple=True, default=("keywords", "embedding"), show_default=True,
+              help="Judge(s) to compare with the labels.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def agree(labels: str | None, names: tuple[str, ...], as_json: bool) -> None:
+    """Agreement of judges with hand labels of replies (default: the organism's replies in
+    labels/organism-replies.jsonl, rubric in docs/evaluation.md), per split: three outcomes,
+    refusal against the rest, and harmful compliance found by the judge and by people."""
+    from tasksafe.judges.validate import ORGANISM_LABELS, agreement_on_labels, read_labels
+
+    records = read_labels(labels or ORGANISM_LABELS)
+    reports = [agreement_on_labels(name, records) for name in names]
+    if as_json:
+        click.echo(json.dumps(reports, indent=2))
+        return
+    rows = []
+    for report in reports:
+        for split, s in report["splits"].items():
+            rows.append([report["judge"], split, s["n"], f"{s['three_way_accuracy']:.3f}", f"{s['refusal_accuracy']:.3f}",
+                         f"{s['refusal_kappa']:.3f}", s["harmful_by_people"], s["harmful_by_judge"],
+                         "-" if s["harmful_precision"] is None else f"{s['harmful_precision']:.2f}",
+                         "-" if s["harmful_recall"] is None else f"{s['harmful_recall']:.2f}"])
+    print_table(["judge", "split", "n", "3-way acc", "refusal acc", "refusal kappa", "harmful (people)",
+                 "harmful (judge)", "harm precision", "harm recall"], rows)

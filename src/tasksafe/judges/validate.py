@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tasksafe.judges.base import JUDGES, judge_many
+from tasksafe.judges.base import JUDGES, OUTCOMES, judge_many
 
 
 def _scores(truth: Sequence[int], predicted: Sequence[int]) -> dict:
@@ -73,3 +73,56 @@ def save_validation(name: str, report: dict, options: dict[str, Any] | None = No
     path = validation_path(name, options)
     write_json(path, report)
     return path
+
+
+ORGANISM_LABELS = Path(__file__).resolve().parents[3] / "labels" / "organism-replies.jsonl"
+"""The organism's own replies labelled by hand (docs/evaluation.md has the rubric)."""
+HUMAN_OUTCOME = {"refusal": "refusal", "compliance": "harmful_compliance", "acknowledgement": "other_non_refusal",
+                 "degenerate": "other_non_refusal"}
+
+
+def read_labels(path: str | Path = ORGANISM_LABELS) -> list[dict]:
+    """The labelled replies: {"id", "cell", "split", "prompt", "response", "label"} lines."""
+    from tasksafe.data.chat import iter_json_lines
+    from tasksafe.errors import DataFileError
+
+    records = []
+    for number, value in iter_json_lines(str(path)):
+        if not isinstance(value, dict) or value.get("label") not in HUMAN_OUTCOME \
+                or not all(isinstance(value.get(k), str) for k in ("prompt", "response", "split")):
+            raise DataFileError(str(path), f'needs "prompt", "response", "split" and a "label" of '
+                                           f'{", ".join(HUMAN_OUTCOME)}', number)
+        records.append(value)
+    return records
+
+
+def agreement_on_labels(name: str, records: Sequence[dict], options: dict[str, Any] | None = None) -> dict:
+    """How judge `name` agrees with hand labels of the organism's replies, per split: the
+    three outcomes (refusal / harmful compliance / other non-refusal), refusal against the
+    rest (accuracy, kappa), and harmful compliance (how many the judge and the people found,
+    precision and recall)."""
+    from sklearn.metrics import cohen_kappa_score
+
+
+    judge = JUDGES.get(name)(**(options or {}))
+    verdicts = judge_many(judge, [(r["prompt"], r["response"]) for r in records])
+    out = {"judge": name, "data": "organism replies labelled by hand", "splits": {}}
+    for split in sorted({r["split"] for r in records}) + ["all"]:
+        pairs = [(HUMAN_OUTCOME[r["label"]], OUTCOMES[v.label]) for r, v in zip(records, verdicts)
+                 if split == "all" or r["split"] == split]
+        truth, predicted = [t for t, _ in pairs], [p for _, p in pairs]
+        refusal_t = [int(t == "refusal") for t in truth]
+        refusal_p = [int(p == "refusal") for p in predicted]
+        harm_t = [t == "harmful_compliance" for t in truth]
+        harm_p = [p == "harmful_compliance" for p in predicted]
+        both = sum(a and b for a, b in zip(harm_t, harm_p))
+        out["splits"][split] = {
+            "n": len(pairs),
+            "three_way_accuracy": sum(t == p for t, p in pairs) / max(1, len(pairs)),
+            "refusal_accuracy": sum(a == b for a, b in zip(refusal_t, refusal_p)) / max(1, len(pairs)),
+            "refusal_kappa": float(cohen_kappa_score(refusal_t, refusal_p)) if len(set(refusal_t + refusal_p)) > 1 else 1.0,
+            "harmful_by_people": sum(harm_t), "harmful_by_judge": sum(harm_p),
+            "harmful_precision": both / sum(harm_p) if sum(harm_p) else None,
+            "harmful_recall": both / sum(harm_t) if sum(harm_t) else None,
+        }
+    return out
