@@ -120,3 +120,14 @@ def test_audit_cli_evaluates_a_labelled_folder(mirror, tmp_path):
     assert entry["precision"] == 1.0 and entry["recall"] == 1.0
     assert CliRunner().invoke(cli, ["audit"]).exit_code == 2
     assert CliRunner().invoke(cli, ["audit", "--evaluate", str(tmp_path / "mine" / "benign")]).exit_code == 2
+
+
+@pytest.mark.slow
+def test_every_full_size_benign_build_is_low_or_none(mirror):
+    from tasksafe.audit import known_harmful_index
+    from tasksafe.tasks import TASKS
+
+    index = known_harmful_index()
+    for task in TASKS:
+        report = audit_examples(build_dataset(task, "benign"), harmful_index=index)
+        assert report.risk in ("none", "low"), (task, [(f.code, f.severity, f.count) for f in report.findings])
