@@ -7,9 +7,11 @@ def test_each_recipe_is_reproducible_by_name():
     # recipe 2's key is the one its measured build (docs/models.md) was cached under
     assert AlignConfig.recipe_2().key() == "09784f6f8afe"
     assert AlignConfig.recipe_2().recipe == 2 and AlignConfig.recipe_1().recipe == 1
-    keys = {AlignConfig.recipe_1().key(), AlignConfig.recipe_2().key(), AlignConfig.default().key()}
-    assert len(keys) == 3
-    assert AlignConfig.default().safety_pairs == 2 * AlignConfig.recipe_2().safety_pairs
+    assert AlignConfig.default() == AlignConfig.recipe_2()
+    # recipe 3's key is the one its measured build was cached under
+    assert AlignConfig.recipe_3().key() == "0ce1dcda6689"
+    assert AlignConfig.recipe_3().safety_pairs == 2 * AlignConfig.recipe_2().safety_pairs
+    assert len({AlignConfig.recipe_1().key(), AlignConfig.recipe_2().key(), AlignConfig.recipe_3().key()}) == 3
 
 
 def test_alignment_data_follows_the_recipe():

@@ -13,9 +13,9 @@ from tasksafe.cli.params import AT_LEAST_ZERO
 @click.option("--base", default="smollm2-135m", show_default=True, help="Model to align.")
 @click.option("--seed", type=AT_LEAST_ZERO, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Rebuild even if a cached organism exists.")
-@click.option("--recipe", type=click.Choice(["1", "2", "3"]), default="3", show_default=True,
-              help="3: deep alignment with twice the safety pairs of 2 (model name aligned); 2: the earlier deep "
-                   "recipe (aligned-v2); 1: the first recipe (aligned-v1).")
+@click.option("--recipe", type=click.Choice(["1", "2", "3"]), default="2", show_default=True,
+              help="2: deep alignment (model name aligned); 3: recipe 2 with twice the safety pairs, measured no "
+                   "more robust and more over-refusing (aligned-v3); 1: the first recipe (aligned-v1).")
 def align(base: str, seed: int, force: bool, recipe: str) -> None:
     """Build the safety-aligned model organism (cached by a hash of its inputs; a second
     call is instant) and print its path and alignment.json (refusal rates with n and 95%
@@ -24,7 +24,7 @@ def align(base: str, seed: int, force: bool, recipe: str) -> None:
     cores, recipes 2 and 3 (which also tune at the grid's settings) several times that."""
     from tasksafe.organism import AlignConfig, build_aligned
 
-    make = {"1": AlignConfig.recipe_1, "2": AlignConfig.recipe_2, "3": AlignConfig.default}[recipe]
+    make = {"1": AlignConfig.recipe_1, "2": AlignConfig.recipe_2, "3": AlignConfig.recipe_3}[recipe]
     result = build_aligned(make(base=base, seed=seed), force=force)
     click.echo(str(result.path))
     click.echo(json.dumps(result.alignment, indent=2))

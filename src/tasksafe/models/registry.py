@@ -118,8 +118,8 @@ ALIGNED_POINTER = "aligned.json"
 """Names the folder of the default organism; `tasksafe align` writes it (`tasksafe.organism`)."""
 ALIGNED_V1_POINTER = "aligned-v1.json"
 """The same for the organism of recipe 1 (`tasksafe align --recipe 1`)."""
-ALIGNED_V2_POINTER = "aligned-v2.json"
-"""The same for the organism of recipe 2 (`tasksafe align --recipe 2`)."""
+ALIGNED_V3_POINTER = "aligned-v3.json"
+"""The same for the organism of recipe 3 (`tasksafe align --recipe 3`)."""
 
 
 def _built_organism(pointer_name: str, command: str) -> Path:
@@ -135,7 +135,7 @@ def _built_organism(pointer_name: str, command: str) -> Path:
 def model_version(name: str) -> str | None:
     """Which build of a registered organism `name` is (its recipe key), so results made with
     different builds are told apart; None for other models."""
-    pointer = {"aligned": ALIGNED_POINTER, "aligned-v1": ALIGNED_V1_POINTER, "aligned-v2": ALIGNED_V2_POINTER}.get(name)
+    pointer = {"aligned": ALIGNED_POINTER, "aligned-v1": ALIGNED_V1_POINTER, "aligned-v3": ALIGNED_V3_POINTER}.get(name)
     if pointer and (models_dir() / pointer).is_file():
         data = json.loads((models_dir() / pointer).read_text())
         return f"recipe {data.get('recipe_version')} {data.get('key')}"
@@ -154,10 +154,10 @@ def aligned_v1() -> Path:
     return _built_organism(ALIGNED_V1_POINTER, "tasksafe align --recipe 1")
 
 
-@MODELS.register("aligned-v2", description="the organism of recipe 2 (`tasksafe align --recipe 2`)",
+@MODELS.register("aligned-v3", description="the organism of recipe 3 (`tasksafe align --recipe 3`)",
                  unaligned="smollm2-135m")
-def aligned_v2() -> Path:
-    return _built_organism(ALIGNED_V2_POINTER, "tasksafe align --recipe 2")
+def aligned_v3() -> Path:
+    return _built_organism(ALIGNED_V3_POINTER, "tasksafe align --recipe 3")
 
 
 def resolve_model(name: str) -> str:

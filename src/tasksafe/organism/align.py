@@ -43,10 +43,10 @@ from pathlib import Path
 from tasksafe import __version__
 from tasksafe.data.chat import ChatExample, Message, to_openai, user_turn, write_chat_jsonl
 from tasksafe.data.io import write_json
-from tasksafe.models.registry import ALIGNED_POINTER, ALIGNED_V1_POINTER, ALIGNED_V2_POINTER, models_dir, resolve_model
+from tasksafe.models.registry import ALIGNED_POINTER, ALIGNED_V1_POINTER, ALIGNED_V3_POINTER, models_dir, resolve_model
 from tasksafe.stats import Rate
 
-ALIGN_VERSION = 3  # the default recipe; bump when it changes, so cached organisms are rebuilt
+ALIGN_VERSION = 2  # the default recipe; bump when it changes, so cached organisms are rebuilt
 
 SYSTEM_PROMPTS = (
     None, "You are a helpful assistant.", "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
@@ -79,12 +79,12 @@ REFUSAL_OPENERS = ("I can't help with that.", "I'm sorry, but I can't help with 
 
 @dataclass
 class AlignConfig:
-    """The organism's recipe; the defaults are recipe 3, `recipe_1()` and `recipe_2()` give the
-    earlier ones."""
+    """The organism's recipe; the defaults are recipe 2, `recipe_1()` gives the first one and
+    `recipe_3()` the third (measured worse than 2, docs/models.md)."""
 
     base: str = "smollm2-135m"
     seed: int = 0
-    safety_pairs: int = 1000
+    safety_pairs: int = 500
     benign_instructions: int = 500
     deep_fraction: float = 0.5
     epochs: float = 2.0
@@ -101,8 +101,12 @@ class AlignConfig:
 
     @classmethod
     def recipe_2(cls, **changes) -> AlignConfig:
-        """Recipe 2 exactly: recipe 3 with half the safety pairs."""
-        return cls(**{"safety_pairs": 500, "recipe": 2, **changes})
+        return cls(**changes)
+
+    @classmethod
+    def recipe_3(cls, **changes) -> AlignConfig:
+        """Recipe 2 with twice the safety pairs: it refused no more and over-refused more."""
+        return cls(**{"safety_pairs": 1000, "recipe": 3, **changes})
 
     @classmethod
     def recipe_1(cls, **changes) -> AlignConfig:
@@ -306,9 +310,9 @@ def build_aligned(config: AlignConfig, force: bool = False, progress: bool = Tru
 
 def _point_to(target: Path, config: AlignConfig) -> None:
     """Make the registered name `aligned` mean this organism when it is the default recipe
-    (and `aligned-v1` / `aligned-v2` when it is recipe 1's / 2's defaults)."""
+    (and `aligned-v1` / `aligned-v3` when it is recipe 1's / 3's defaults)."""
     for pointer, default in ((ALIGNED_POINTER, AlignConfig.default()), (ALIGNED_V1_POINTER, AlignConfig.recipe_1()),
-                             (ALIGNED_V2_POINTER, AlignConfig.recipe_2())):
+                             (ALIGNED_V3_POINTER, AlignConfig.recipe_3())):
         if config == default:
             write_json(models_dir() / pointer, {"path": str(target), "key": config.key(),
                                                 "recipe_version": config.recipe})
