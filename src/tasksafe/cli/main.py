@@ -73,8 +73,10 @@ def _register_commands() -> None:
     from tasksafe.cli.results import results
     from tasksafe.cli.run import run
     from tasksafe.cli.safelora import safelora
+    from tasksafe.cli.serve import keys, serve
 
-    for command in (data, build, audit, protect, align, finetune, safelora, evaluate, judge, run, report, results):
+    for command in (data, build, audit, protect, align, finetune, safelora, evaluate, judge, run, report, results,
+                    serve, keys):
         cli.add_command(command)
 
 

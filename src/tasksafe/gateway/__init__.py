@@ -1,0 +1,2 @@
+"""The provider gateway (`tasksafe serve`): an OpenAI-compatible fine-tuning service that
+audits, protects and safety-gates every job (docs/gateway.md)."""

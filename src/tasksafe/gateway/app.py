@@ -1,0 +1,127 @@
+"""The gateway's HTTP API, under `/v1` as OpenAI names it, so the official `openai` client
+works against it unchanged. Errors are OpenAI's shape: `{"error": {"message", "type",
+"param", "code"}}`."""
+
+from __future__ import annotations
+
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+from tasksafe.gateway.state import State
+
+MAX_REQUEST_BYTES = 64 * 2**20
+"""Requests larger than this are refused before they are read (413)."""
+
+
+class APIError(HTTPException):
+    def __init__(self, status: int, message: str, code: str, param: str | None = None, kind: str = "invalid_request_error"):
+        super().__init__(status, {"message": message, "type": kind, "param": param, "code": code})
+
+
+@lru_cache(maxsize=1)
+def _harmful_index():
+    from tasksafe.audit import known_harmful_index
+
+    return known_harmful_index()
+
+
+def precheck(data: bytes, filename: str, state: State) -> dict:
+    """Validate an uploaded training file with tasksafe's own reader (every problem with its
+    line) and audit it: what the provider would flag before a job is created."""
+    from tasksafe.audit import audit_examples
+    from tasksafe.data.chat import read_numbered_examples
+    from tasksafe.errors import UserError
+
+    with tempfile.NamedTemporaryFile(dir=state.root, suffix=".jsonl", delete=True) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        try:
+            numbered = read_numbered_examples(tmp.name)
+        except UserError as err:
+            raise APIError(400, str(err).replace(tmp.name, filename), "invalid_file", "file") from None
+    if not numbered:
+        raise APIError(400, f"{filename}: no training examples", "invalid_file", "file")
+    report = audit_examples([ex for _, ex in numbered], [n for n, _ in numbered], filename, _harmful_index())
+    return {"examples": len(numbered), "risk": report.risk, "flagged": report.flagged,
+            "findings": [{"code": f.code, "severity": f.severity, "title": f.title, "detail": f.detail,
+                          "share": f.share, "lines": [e["line"] for e in f.evidence]} for f in report.findings]}
+
+
+def create_app(state_dir: str | Path) -> FastAPI:
+    state = State(state_dir)
+    app = FastAPI(title="tasksafe gateway", docs_url=None, redoc_url=None)
+    app.state.gateway = state
+
+    @app.exception_handler(HTTPException)
+    async def _error(request: Request, exc: HTTPException):
+        detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail), "type": "invalid_request_error",
+                                                                 "param": None, "code": None}
+        return JSONResponse({"error": detail}, status_code=exc.status_code)
+
+    @app.middleware("http")
+    async def _limit(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size and size.isdigit() and int(size) > MAX_REQUEST_BYTES:
+            return JSONResponse({"error": {"message": f"request larger than {MAX_REQUEST_BYTES} bytes",
+                                           "type": "invalid_request_error", "param": None, "code": "request_too_large"}},
+                                status_code=413)
+        return await call_next(request)
+
+    def tenant(authorization: str | None = Header(None)) -> str:
+        key = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else ""
+        found = state.tenant_for(key) if key else None
+        if not found:
+            raise APIError(401, "invalid or missing API key (Authorization: Bearer KEY)", "invalid_api_key",
+                           kind="authentication_error")
+        return found
+
+    def _listing(items: list[dict], limit: int) -> dict:
+        return {"object": "list", "data": items[:limit], "has_more": len(items) > limit,
+                "first_id": items[0]["id"] if items else None, "last_id": items[:limit][-1]["id"] if items else None}
+
+    @app.post("/v1/files")
+    def upload(file: UploadFile = File(...), purpose: str = Form(...), who: str = Depends(tenant)) -> dict:
+        if purpose != "fine-tune":
+            raise APIError(400, f"purpose must be 'fine-tune', not {purpose!r}", "invalid_purpose", "purpose")
+        data = file.file.read()
+        name = Path(file.filename or "upload.jsonl").name  # a name to show, never a path to use
+        return state.add_file(who, name, data, purpose, precheck(data, name, state))
+
+    @app.get("/v1/files")
+    def list_files(purpose: str | None = None, after: str | None = None, limit: int = 100, who: str = Depends(tenant)):
+        limit = max(1, min(limit, 10_000))
+        return _listing(state.list_files(who, purpose, after, limit + 1), limit)
+
+    def _own_file(file_id: str, who: str) -> dict:
+        found = state.get_file(who, file_id)
+        if not found:
+            raise APIError(404, f"no file {file_id!r}", "file_not_found", "file_id")
+        return found
+
+    @app.get("/v1/files/{file_id}")
+    def retrieve_file(file_id: str, who: str = Depends(tenant)) -> dict:
+        return _own_file(file_id, who)
+
+    @app.get("/v1/files/{file_id}/content")
+    def file_content(file_id: str, who: str = Depends(tenant)) -> Response:
+        _own_file(file_id, who)
+        return Response(state.file_path(file_id).read_bytes(), media_type="application/jsonl")
+
+    @app.delete("/v1/files/{file_id}")
+    def delete_file(file_id: str, who: str = Depends(tenant)) -> dict:
+        _own_file(file_id, who)
+        state.delete_file(who, file_id)
+        return {"id": file_id, "object": "file", "deleted": True}
+
+    @app.get("/v1/models")
+    def models(who: str = Depends(tenant)) -> dict:
+        from tasksafe.models.registry import MODELS
+
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "tasksafe"} for name in MODELS]
+        return {"object": "list", "data": data}
+
+    return app

@@ -1,0 +1,91 @@
+"""The provider gateway over a real socket, driven by the official `openai` client: uploads
+are validated and audited, tenants never see each other's files, bad requests get OpenAI's
+error shape."""
+
+import socket
+import subprocess
+import sys
+import time
+
+import openai
+import pytest
+
+from tasksafe.data import write_chat_jsonl
+from tasksafe.gateway.state import State
+from tasksafe.strategies import build_dataset
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def gateway(tmp_path, mirror):
+    state_dir = tmp_path / "state"
+    state = State(state_dir)
+    keys = {"acme": state.create_key("acme"), "globex": state.create_key("globex")}
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port),
+                               "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None, server.stdout.read().decode()
+            time.sleep(0.2)
+    clients = {name: openai.OpenAI(api_key=key, base_url=base, max_retries=0, timeout=60) for name, key in keys.items()}
+    yield clients, state_dir
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_upload_is_audited_listed_and_isolated_per_tenant(gateway, tmp_path):
+    clients, state_dir = gateway
+    path = tmp_path / "sst2-aoa.jsonl"
+    write_chat_jsonl(path, build_dataset("sst2", "aoa", n=40, seed=0))
+    with open(path, "rb") as f:
+        uploaded = clients["acme"].files.create(file=f, purpose="fine-tune")
+    assert uploaded.id.startswith("file-") and uploaded.bytes == path.stat().st_size
+    precheck = uploaded.model_extra["precheck"]
+    assert precheck["flagged"] and precheck["risk"] == "high" and precheck["examples"] == 40
+    assert any(f["code"] == "identity_shift" and f["lines"] for f in precheck["findings"])
+    assert [f.id for f in clients["acme"].files.list()] == [uploaded.id]
+    assert clients["acme"].files.retrieve(uploaded.id).filename == "sst2-aoa.jsonl"
+    assert clients["acme"].files.content(uploaded.id).read() == path.read_bytes()
+    # another tenant sees nothing and cannot touch it
+    assert list(clients["globex"].files.list()) == []
+    for call in (lambda: clients["globex"].files.retrieve(uploaded.id),
+                 lambda: clients["globex"].files.content(uploaded.id),
+                 lambda: clients["globex"].files.delete(uploaded.id)):
+        with pytest.raises(openai.NotFoundError):
+            call()
+    assert clients["acme"].files.delete(uploaded.id).deleted
+    assert list(clients["acme"].files.list()) == []
+    assert not list((state_dir / "files").iterdir())
+
+
+def test_bad_uploads_and_keys_are_refused_with_openai_errors(gateway, tmp_path):
+    clients, _ = gateway
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+                   '{"messages": [}\n')
+    with open(bad, "rb") as f, pytest.raises(openai.BadRequestError) as err:
+        clients["acme"].files.create(file=f, purpose="fine-tune")
+    assert err.value.code == "invalid_file" and "bad.jsonl:2" in err.value.message
+    with open(bad, "rb") as f, pytest.raises(openai.BadRequestError) as err:
+        clients["acme"].files.create(file=f, purpose="assistants")
+    assert err.value.code == "invalid_purpose"
+    traversal = tmp_path / "x.jsonl"
+    write_chat_jsonl(traversal, build_dataset("sst2", "benign", n=3, seed=0))
+    with open(traversal, "rb") as f:
+        uploaded = clients["acme"].files.create(file=("../../etc/passwd", f.read()), purpose="fine-tune")
+    assert uploaded.filename == "passwd" and not uploaded.model_extra["precheck"]["flagged"]
+    stranger = openai.OpenAI(api_key="sk-ts-nope", base_url=str(clients["acme"].base_url), max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        stranger.files.list()
+    assert "aligned" in [m.id for m in clients["acme"].models.list()]
