@@ -12,6 +12,7 @@ import pytest
 
 from tasksafe.data import write_chat_jsonl
 from tasksafe.gateway.state import State
+from tasksafe.mitigations import Budget
 from tasksafe.strategies import build_dataset
 
 
@@ -26,9 +27,12 @@ def gateway(tmp_path, mirror):
     state_dir = tmp_path / "state"
     state = State(state_dir)
     keys = {"acme": state.create_key("acme"), "globex": state.create_key("globex")}
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("models: [tiny-random]\ngate_n: 4\ngate_max_non_refusal: 1.0\nsave_steps: 2\n")
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port),
-                               "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               "--state-dir", str(state_dir), "--policy", str(policy)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -89,3 +93,44 @@ def test_bad_uploads_and_keys_are_refused_with_openai_errors(gateway, tmp_path):
     with pytest.raises(openai.AuthenticationError):
         stranger.files.list()
     assert "aligned" in [m.id for m in clients["acme"].models.list()]
+
+
+def _wait(client, job_id, timeout=600):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} still {job.status}")
+
+
+@pytest.mark.slow
+def test_a_job_is_audited_protected_trained_and_gated(gateway, tmp_path):
+    clients, _ = gateway
+    acme = clients["acme"]
+    path = tmp_path / "sst2-aoa.jsonl"
+    write_chat_jsonl(path, build_dataset("sst2", "aoa", n=24, seed=0))
+    with open(path, "rb") as f:
+        uploaded = acme.files.create(file=f, purpose="fine-tune")
+    assert uploaded.model_extra["precheck"]["flagged"]
+    job = acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id, suffix="demo", seed=1,
+                                       method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}})
+    assert job.status == "validating_files" and job.model == "tiny-random"
+    done = _wait(acme, job.id)
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model.startswith("ft:tiny-random:acme:demo:")
+    events = list(acme.fine_tuning.jobs.list_events(job.id, limit=100))
+    kinds = [e.type for e in reversed(events)]
+    assert kinds.index("audit") < kinds.index("protection") < kinds.index("metrics") < kinds.index("gate")
+    protection = next(e for e in events if e.type == "protection").data
+    assert protection["safety_examples"] == Budget(fraction=0.1).resolve(24) > 0  # the policy's 10%
+    assert list(acme.fine_tuning.jobs.checkpoints.list(job.id))
+    assert [j.id for j in acme.fine_tuning.jobs.list()] == [job.id]
+    with pytest.raises(openai.NotFoundError):
+        clients["globex"].fine_tuning.jobs.retrieve(job.id)
+    with pytest.raises(openai.BadRequestError):  # finished jobs cannot be cancelled
+        acme.fine_tuning.jobs.cancel(job.id)
+    with pytest.raises(openai.BadRequestError) as err:
+        acme.fine_tuning.jobs.create(model="gpt-4o", training_file=uploaded.id)
+    assert err.value.code == "model_not_available"

@@ -12,15 +12,21 @@ STATE_DIR = click.option("--state-dir", default="gateway-state", show_default=Tr
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @STATE_DIR
-def serve(host: str, port: int, state_dir: str) -> None:
-    """Run the provider gateway: an OpenAI-compatible API (/v1/files, /v1/models) that
-    validates and audits every uploaded training file. Create keys with `tasksafe keys
-    create TENANT`. Work in progress: fine-tuning jobs are the next step (docs/gateway.md)."""
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML/JSON policy: allowed models, protection, budget, safety gate (docs/gateway.md).")
+def serve(host: str, port: int, state_dir: str, policy_file: str | None) -> None:
+    """Run the provider gateway: an OpenAI-compatible fine-tuning API (/v1/files,
+    /v1/fine_tuning/jobs, /v1/models) that validates and audits every uploaded file, protects
+    every job, trains it and releases the model only past a safety gate. Create keys with
+    `tasksafe keys create TENANT`. Jobs survive a restart (docs/gateway.md)."""
     import uvicorn
 
     from tasksafe.gateway.app import create_app
+    from tasksafe.gateway.worker import Policy
+    from tasksafe.settings import load_settings
 
-    uvicorn.run(create_app(state_dir), host=host, port=port, log_level="warning")
+    policy = load_settings(Policy, policy_file)
+    uvicorn.run(create_app(state_dir, policy), host=host, port=port, log_level="warning")
 
 
 @click.group()

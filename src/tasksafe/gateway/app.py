@@ -51,9 +51,26 @@ def precheck(data: bytes, filename: str, state: State) -> dict:
                           "share": f.share, "lines": [e["line"] for e in f.evidence]} for f in report.findings]}
 
 
-def create_app(state_dir: str | Path) -> FastAPI:
+def create_app(state_dir: str | Path, policy=None, worker: bool = True) -> FastAPI:
+    """The app over `state_dir`; with `worker`, a worker thread runs the jobs (started with
+    the server, so a restarted server resumes what a killed one left)."""
+    from contextlib import asynccontextmanager
+
+    from tasksafe.gateway.worker import Policy, Worker
+
     state = State(state_dir)
-    app = FastAPI(title="tasksafe gateway", docs_url=None, redoc_url=None)
+    policy = policy or Policy()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        runner = Worker(state, policy) if worker else None
+        if runner:
+            runner.start()
+        yield
+        if runner:
+            runner.stop()
+
+    app = FastAPI(title="tasksafe gateway", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.gateway = state
 
     @app.exception_handler(HTTPException)
@@ -116,6 +133,81 @@ def create_app(state_dir: str | Path) -> FastAPI:
         _own_file(file_id, who)
         state.delete_file(who, file_id)
         return {"id": file_id, "object": "file", "deleted": True}
+
+    @app.post("/v1/fine_tuning/jobs")
+    async def create_job(request: Request, who: str = Depends(tenant)) -> dict:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise APIError(400, "the body must be a JSON object", "invalid_json") from None
+        if not isinstance(body, dict):
+            raise APIError(400, "the body must be a JSON object", "invalid_json")
+        for key in ("model", "training_file"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                raise APIError(400, f"{key} is required", "missing_required_parameter", key)
+        if not state.get_file(who, body["training_file"]):
+            raise APIError(400, f"no file {body['training_file']!r}", "invalid_training_file", "training_file")
+        if body.get("model") not in policy.models:
+            raise APIError(400, f"model {body['model']!r} is not offered; choose one of {', '.join(policy.models)}",
+                           "model_not_available", "model")
+        method = body.get("method") if isinstance(body.get("method"), dict) else {}
+        supervised = method.get("supervised") if isinstance(method.get("supervised"), dict) else {}
+        hyper = supervised.get("hyperparameters") or body.get("hyperparameters") or {}
+        seed = body.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31):
+            raise APIError(400, "seed must be an integer from 0", "invalid_seed", "seed")
+        suffix = body.get("suffix")
+        if suffix is not None and (not isinstance(suffix, str) or len(suffix) > 64 or not suffix.replace("-", "").isalnum()):
+            raise APIError(400, "suffix: up to 64 letters, digits and hyphens", "invalid_suffix", "suffix")
+        request_record = {"model": body["model"], "training_file": body["training_file"],
+                          "validation_file": body.get("validation_file"), "suffix": suffix, "seed": seed,
+                          "hyperparameters": hyper if isinstance(hyper, dict) else {},
+                          "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
+                          "metadata": body.get("metadata") if isinstance(body.get("metadata"), dict) else None}
+        return state.add_job(who, request_record)
+
+    def _own_job(job_id: str, who: str) -> dict:
+        found = state.get_job(who, job_id)
+        if not found:
+            raise APIError(404, f"no fine-tuning job {job_id!r}", "job_not_found", "fine_tuning_job_id")
+        return found
+
+    @app.get("/v1/fine_tuning/jobs")
+    def list_jobs(after: str | None = None, limit: int = 20, who: str = Depends(tenant)) -> dict:
+        limit = max(1, min(limit, 1000))
+        items = state.list_jobs(who, after, limit + 1)
+        return {"object": "list", "data": items[:limit], "has_more": len(items) > limit}
+
+    @app.get("/v1/fine_tuning/jobs/{job_id}")
+    def retrieve_job(job_id: str, who: str = Depends(tenant)) -> dict:
+        return _own_job(job_id, who)
+
+    @app.post("/v1/fine_tuning/jobs/{job_id}/cancel")
+    def cancel_job(job_id: str, who: str = Depends(tenant)) -> dict:
+        job = _own_job(job_id, who)
+        if state.set_status(job_id, "cancelled"):
+            state.event(job_id, "info", "message", "cancellation requested")
+        elif job["status"] != "cancelled":
+            raise APIError(400, f"job is {job['status']}; only a job that has not finished can be cancelled",
+                           "job_not_cancellable", "fine_tuning_job_id")
+        return state.get_job(who, job_id)
+
+    @app.get("/v1/fine_tuning/jobs/{job_id}/events")
+    def job_events(job_id: str, after: str | None = None, limit: int = 20, who: str = Depends(tenant)) -> dict:
+        _own_job(job_id, who)
+        limit = max(1, min(limit, 1000))
+        items = state.events(job_id, after, limit + 1)
+        return {"object": "list", "data": items[:limit], "has_more": len(items) > limit}
+
+    @app.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
+    def job_checkpoints(job_id: str, who: str = Depends(tenant)) -> dict:
+        job = _own_job(job_id, who)
+        saved = [e for e in state.events(job_id, limit=100_000) if e["type"] == "checkpoint"]
+        data = [{"id": f"ftckpt-{job_id[6:14]}-{e['data']['step']}", "object": "fine_tuning.job.checkpoint",
+                 "created_at": e["created_at"], "fine_tuning_job_id": job_id, "step_number": e["data"]["step"],
+                 "metrics": {"step": e["data"]["step"], "train_loss": e["data"]["train_loss"]},
+                 "fine_tuned_model_checkpoint": f"{job['model']}:ckpt-step-{e['data']['step']}"} for e in saved]
+        return {"object": "list", "data": data, "has_more": False}
 
     @app.get("/v1/models")
     def models(who: str = Depends(tenant)) -> dict:

@@ -25,7 +25,18 @@ CREATE TABLE IF NOT EXISTS files (
     id TEXT PRIMARY KEY, tenant TEXT NOT NULL, filename TEXT NOT NULL, bytes INTEGER NOT NULL,
     purpose TEXT NOT NULL, created_at INTEGER NOT NULL, precheck TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS files_by_tenant ON files (tenant, created_at);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, created_at INTEGER NOT NULL, status TEXT NOT NULL,
+    request TEXT NOT NULL, error TEXT, finished_at INTEGER, fine_tuned_model TEXT, result TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs (tenant, created_at);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, job TEXT NOT NULL, created_at INTEGER NOT NULL,
+    level TEXT NOT NULL, type TEXT NOT NULL, message TEXT NOT NULL, data TEXT);
+CREATE INDEX IF NOT EXISTS events_by_job ON events (job, seq);
 """
+ACTIVE = ("validating_files", "queued", "running")
+FINISHED = ("succeeded", "failed", "cancelled")
 
 
 def _hash(key: str) -> str:
@@ -100,6 +111,92 @@ class State:
         if cursor.rowcount:
             self.file_path(file_id).unlink(missing_ok=True)
         return bool(cursor.rowcount)
+
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def add_job(self, tenant: str, request: dict) -> dict:
+        job_id = "ftjob-" + secrets.token_hex(12)
+        self._db().execute("INSERT INTO jobs (id, tenant, created_at, status, request) VALUES (?, ?, ?, ?, ?)",
+                           (job_id, tenant, int(time.time()), "validating_files", json.dumps(request)))
+        self.event(job_id, "info", "message", "job created; validating files")
+        return self.get_job(tenant, job_id)
+
+    def get_job(self, tenant: str | None, job_id: str) -> dict | None:
+        query, args = "SELECT * FROM jobs WHERE id = ?", [job_id]
+        if tenant is not None:
+            query, args = query + " AND tenant = ?", args + [tenant]
+        row = self._db().execute(query, args).fetchone()
+        return _job(row) if row else None
+
+    def list_jobs(self, tenant: str, after: str | None = None, limit: int = 20) -> list[dict]:
+        query, args = "SELECT * FROM jobs WHERE tenant = ?", [tenant]
+        anchor = self.get_job(tenant, after) if after else None
+        if anchor:
+            query, args = query + " AND (created_at, id) < (?, ?)", args + [anchor["created_at"], after]
+        rows = self._db().execute(query + " ORDER BY created_at DESC, id DESC LIMIT ?", args + [limit]).fetchall()
+        return [_job(r) for r in rows]
+
+    def set_status(self, job_id: str, status: str, *, expect: tuple[str, ...] = ACTIVE, error: dict | None = None,
+                   model: str | None = None, result: dict | None = None) -> bool:
+        """Move a job to `status` if it is in one of `expect` (so a cancelled job stays
+        cancelled); True when it moved."""
+        finished = int(time.time()) if status in FINISHED else None
+        cursor = self._db().execute(
+            f"UPDATE jobs SET status = ?, error = COALESCE(?, error), finished_at = COALESCE(?, finished_at), "
+            f"fine_tuned_model = COALESCE(?, fine_tuned_model), result = COALESCE(?, result) "
+            f"WHERE id = ? AND status IN ({','.join('?' * len(expect))})",
+            (status, json.dumps(error) if error else None, finished, model, json.dumps(result) if result else None,
+             job_id, *expect))
+        return bool(cursor.rowcount)
+
+    def claim(self) -> dict | None:
+        """The oldest job to work on: one left running by a worker that died (resumed), else
+        the oldest queued one; its attempts counted."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT * FROM jobs WHERE status IN ('running', 'validating_files', 'queued') "
+                             "ORDER BY CASE status WHEN 'running' THEN 0 ELSE 1 END, created_at, id LIMIT 1").fetchone()
+            if row:
+                db.execute("UPDATE jobs SET attempts = attempts + 1 WHERE id = ?", (row["id"],))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return self.get_job(None, row["id"]) | {"tenant": row["tenant"]} if row else None
+
+    def event(self, job_id: str, level: str, kind: str, message: str, data: dict | None = None) -> None:
+        event_id = "ftevent-" + secrets.token_hex(8)
+        self._db().execute("INSERT INTO events (id, job, created_at, level, type, message, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (event_id, job_id, int(time.time()), level, kind, message, json.dumps(data) if data else None))
+
+    def events(self, job_id: str, after: str | None = None, limit: int = 20) -> list[dict]:
+        """Newest first, as OpenAI lists them; `after` is an event id."""
+        query, args = "SELECT * FROM events WHERE job = ?", [job_id]
+        if after:
+            seq = self._db().execute("SELECT seq FROM events WHERE id = ?", (after,)).fetchone()
+            if seq:
+                query, args = query + " AND seq < ?", args + [seq["seq"]]
+        rows = self._db().execute(query + " ORDER BY seq DESC LIMIT ?", args + [limit]).fetchall()
+        return [{"id": r["id"], "object": "fine_tuning.job.event", "created_at": r["created_at"], "level": r["level"],
+                 "type": r["type"], "message": r["message"], "data": json.loads(r["data"]) if r["data"] else None}
+                for r in rows]
+
+
+def _job(row: sqlite3.Row) -> dict:
+    request = json.loads(row["request"])
+    result = json.loads(row["result"]) if row["result"] else {}
+    return {"id": row["id"], "object": "fine_tuning.job", "created_at": row["created_at"], "status": row["status"],
+            "model": request["model"], "training_file": request["training_file"],
+            "validation_file": request.get("validation_file"), "seed": request.get("seed", 0),
+            "suffix": request.get("suffix"), "metadata": request.get("metadata"),
+            "hyperparameters": request.get("hyperparameters", {}), "method": request.get("method"),
+            "fine_tuned_model": row["fine_tuned_model"], "finished_at": row["finished_at"],
+            "error": json.loads(row["error"]) if row["error"] else None, "organization_id": "tasksafe",
+            "result_files": [], "trained_tokens": result.get("trained_tokens"), "integrations": [],
+            "estimated_finish": None, "attempts": row["attempts"], "gate": result.get("gate"),
+            "protection": result.get("protection"), "audit": result.get("audit")}
 
 
 def _file(row: sqlite3.Row) -> dict:
