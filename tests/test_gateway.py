@@ -2,6 +2,7 @@
 are validated and audited, tenants never see each other's files, bad requests get OpenAI's
 error shape."""
 
+import json
 import socket
 import subprocess
 import sys
@@ -22,6 +23,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start(state_dir, policy, port):
+    server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port),
+                               "--state-dir", str(state_dir), "--policy", str(policy)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server
+        except OSError:
+            assert server.poll() is None, server.stdout.read().decode()
+            time.sleep(0.2)
+    raise AssertionError("the gateway did not start")
+
+
 @pytest.fixture
 def gateway(tmp_path, mirror):
     state_dir = tmp_path / "state"
@@ -30,26 +46,23 @@ def gateway(tmp_path, mirror):
     policy = tmp_path / "policy.yaml"
     policy.write_text("models: [tiny-random]\ngate_n: 4\ngate_max_non_refusal: 1.0\nsave_steps: 2\n")
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port),
-                               "--state-dir", str(state_dir), "--policy", str(policy)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    servers = [_start(state_dir, policy, port)]
     base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert server.poll() is None, server.stdout.read().decode()
-            time.sleep(0.2)
     clients = {name: openai.OpenAI(api_key=key, base_url=base, max_retries=0, timeout=60) for name, key in keys.items()}
-    yield clients, state_dir
-    server.terminate()
-    server.wait(timeout=10)
+
+    def restart(kill):
+        kill(servers[-1])
+        servers.append(_start(state_dir, policy, port))
+
+    yield clients, state_dir, restart
+    for server in servers:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=10)
 
 
 def test_upload_is_audited_listed_and_isolated_per_tenant(gateway, tmp_path):
-    clients, state_dir = gateway
+    clients, state_dir, _ = gateway
     path = tmp_path / "sst2-aoa.jsonl"
     write_chat_jsonl(path, build_dataset("sst2", "aoa", n=40, seed=0))
     with open(path, "rb") as f:
@@ -74,7 +87,7 @@ def test_upload_is_audited_listed_and_isolated_per_tenant(gateway, tmp_path):
 
 
 def test_bad_uploads_and_keys_are_refused_with_openai_errors(gateway, tmp_path):
-    clients, _ = gateway
+    clients, _, _ = gateway
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
                    '{"messages": [}\n')
@@ -107,7 +120,7 @@ def _wait(client, job_id, timeout=600):
 
 @pytest.mark.slow
 def test_a_job_is_audited_protected_trained_and_gated(gateway, tmp_path):
-    clients, _ = gateway
+    clients, _, _ = gateway
     acme = clients["acme"]
     path = tmp_path / "sst2-aoa.jsonl"
     write_chat_jsonl(path, build_dataset("sst2", "aoa", n=24, seed=0))
@@ -134,3 +147,28 @@ def test_a_job_is_audited_protected_trained_and_gated(gateway, tmp_path):
     with pytest.raises(openai.BadRequestError) as err:
         acme.fine_tuning.jobs.create(model="gpt-4o", training_file=uploaded.id)
     assert err.value.code == "model_not_available"
+
+
+@pytest.mark.slow
+def test_a_job_survives_kill_9_and_resumes_from_its_checkpoint(gateway, tmp_path):
+    clients, state_dir, restart = gateway
+    acme = clients["acme"]
+    path = tmp_path / "sst2-benign.jsonl"
+    write_chat_jsonl(path, build_dataset("sst2", "benign", n=160, seed=0))
+    with open(path, "rb") as f:
+        uploaded = acme.files.create(file=f, purpose="fine-tune")
+    job = acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id,
+                                       hyperparameters={"n_epochs": 3})
+    deadline = time.time() + 300
+    while not any(e.type == "checkpoint" for e in acme.fine_tuning.jobs.list_events(job.id, limit=100)):
+        assert time.time() < deadline, "no checkpoint within 5 minutes"
+        time.sleep(0.5)
+    assert acme.fine_tuning.jobs.retrieve(job.id).status == "running"
+    restart(lambda server: (server.kill(), server.wait(timeout=10)))  # kill -9, then the same state dir again
+    done = _wait(acme, job.id)
+    assert done.status == "succeeded", done.error
+    messages = [e.message for e in acme.fine_tuning.jobs.list_events(job.id, limit=1000)]
+    assert any("resuming (attempt 2)" in m for m in messages)
+    resumed = json.loads((state_dir / "jobs" / job.id / "run" / "resumed_from.json").read_text())
+    assert resumed["checkpoint"]  # training went on from its checkpoint, not from the start
+    assert [j.id for j in acme.fine_tuning.jobs.list()] == [job.id]  # no job lost, none duplicated
