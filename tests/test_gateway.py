@@ -172,3 +172,10 @@ def test_a_job_survives_kill_9_and_resumes_from_its_checkpoint(gateway, tmp_path
     resumed = json.loads((state_dir / "jobs" / job.id / "run" / "resumed_from.json").read_text())
     assert resumed["checkpoint"]  # training went on from its checkpoint, not from the start
     assert [j.id for j in acme.fine_tuning.jobs.list()] == [job.id]  # no job lost, none duplicated
+    # the released model answers, for its tenant only
+    assert done.fine_tuned_model in [m.id for m in acme.models.list()]
+    reply = acme.chat.completions.create(model=done.fine_tuned_model, max_tokens=8,
+                                         messages=[{"role": "user", "content": "Review: a fine film\nSentiment:"}])
+    assert isinstance(reply.choices[0].message.content, str)
+    with pytest.raises(openai.NotFoundError):
+        clients["globex"].chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "hi"}])

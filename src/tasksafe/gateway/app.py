@@ -211,9 +211,50 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True) -> FastA
 
     @app.get("/v1/models")
     def models(who: str = Depends(tenant)) -> dict:
-        from tasksafe.models.registry import MODELS
-
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "tasksafe"} for name in MODELS]
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "tasksafe"} for name in policy.models]
+        data += [{"id": j["fine_tuned_model"], "object": "model", "created": j["finished_at"], "owned_by": who}
+                 for j in state.list_jobs(who, limit=10_000) if j["status"] == "succeeded"]
         return {"object": "list", "data": data}
+
+    backends: dict[str, object] = {}  # the last released model loaded, reused while it is asked
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request, who: str = Depends(tenant)) -> dict:
+        import secrets
+        import time
+
+        from starlette.concurrency import run_in_threadpool
+
+        from tasksafe.generate.base import GenerationParams
+        from tasksafe.generate.hf import HFBackend
+
+        try:
+            body = await request.json()
+        except ValueError:
+            raise APIError(400, "the body must be a JSON object", "invalid_json") from None
+        model = body.get("model") if isinstance(body, dict) else None
+        job = state.job_for_model(who, model) if isinstance(model, str) else None
+        if job is None:
+            raise APIError(404, f"no released model {model!r} (a model is released when its job succeeds)",
+                           "model_not_found", "model")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(
+                isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
+                for m in messages):
+            raise APIError(400, "messages: a list of {role, content} with role system, user or assistant",
+                           "invalid_messages", "messages")
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 128
+        if not isinstance(max_tokens, int) or not 1 <= max_tokens <= 1024:
+            raise APIError(400, "max_tokens must be from 1 to 1024", "invalid_max_tokens", "max_tokens")
+        if model not in backends:
+            backends.clear()
+            backends[model] = await run_in_threadpool(
+                HFBackend.from_name, job["model"], adapter=str(state.root / job["run_dir"] / "adapter"))
+        conversation = [{"role": m["role"], "content": m["content"]} for m in messages]
+        text = (await run_in_threadpool(backends[model].generate, [conversation], GenerationParams(max_new_tokens=max_tokens)))[0]
+        return {"id": "chatcmpl-" + secrets.token_hex(12), "object": "chat.completion", "created": int(time.time()),
+                "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                             "finish_reason": "stop", "logprobs": None}],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
 
     return app

@@ -137,6 +137,12 @@ class State:
         rows = self._db().execute(query + " ORDER BY created_at DESC, id DESC LIMIT ?", args + [limit]).fetchall()
         return [_job(r) for r in rows]
 
+    def job_for_model(self, tenant: str, model: str) -> dict | None:
+        """The tenant's succeeded job that released `model`."""
+        row = self._db().execute("SELECT * FROM jobs WHERE tenant = ? AND fine_tuned_model = ? AND status = 'succeeded'",
+                                 (tenant, model)).fetchone()
+        return _job(row) | {"run_dir": json.loads(row["result"])["run_dir"]} if row else None
+
     def set_status(self, job_id: str, status: str, *, expect: tuple[str, ...] = ACTIVE, error: dict | None = None,
                    model: str | None = None, result: dict | None = None) -> bool:
         """Move a job to `status` if it is in one of `expect` (so a cancelled job stays
