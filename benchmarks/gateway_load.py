@@ -1,0 +1,130 @@
+"""Load on the provider gateway: N concurrent clients on loopback (uploads, job creation,
+list and retrieve, event polling) while a training job runs, for a bounded time. Prints
+p50/p99 latency per kind of request and the errors. Target: p99 of list/retrieve under
+100 ms with 50 clients, no errors, no lost jobs.
+
+    TASKSAFE_DATA_DIR=../shared/data python benchmarks/gateway_load.py [--clients 50] [--seconds 30]
+
+Ends with one line of JSON holding the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import openai
+
+from tasksafe.data.chat import write_chat_jsonl
+from tasksafe.gateway.state import State
+from tasksafe.strategies import build_dataset
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        state = State(root / "state")
+        key = state.create_key("load")
+        (root / "policy.yaml").write_text("models: [tiny-random]\ngate_n: 4\ngate_max_non_refusal: 1.0\n")
+        data = root / "train.jsonl"
+        write_chat_jsonl(data, build_dataset("sst2", "benign", n=200, seed=0))
+        port = _port()
+        server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port), "--state-dir",
+                                   str(root / "state"), "--policy", str(root / "policy.yaml")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(300):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            base = f"http://127.0.0.1:{port}/v1"
+            setup = openai.OpenAI(api_key=key, base_url=base, max_retries=0)
+            with open(data, "rb") as f:
+                uploaded = setup.files.create(file=f, purpose="fine-tune")
+            training = setup.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id,
+                                                     hyperparameters={"n_epochs": 3})
+            latencies: dict[str, list[float]] = {"list": [], "retrieve": [], "events": [], "upload": [], "create": []}
+            errors: list[str] = []
+            created: list[str] = [training.id]
+            lock = threading.Lock()
+            stop = time.time() + args.seconds
+
+            def client(index: int) -> None:
+                api = openai.OpenAI(api_key=key, base_url=base, max_retries=0, timeout=30)
+                i = 0
+                while time.time() < stop:
+                    kind = ("list", "retrieve", "events", "list", "retrieve")[i % 5] if i % 25 else \
+                        ("upload" if index % 2 else "create")
+                    start = time.perf_counter()
+                    try:
+                        if kind == "list":
+                            api.fine_tuning.jobs.list(limit=20)
+                        elif kind == "retrieve":
+                            api.fine_tuning.jobs.retrieve(training.id)
+                        elif kind == "events":
+                            api.fine_tuning.jobs.list_events(training.id, limit=20)
+                        elif kind == "upload":
+                            with open(data, "rb") as f:
+                                api.files.create(file=f, purpose="fine-tune")
+                        else:
+                            job = api.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id)
+                            api.fine_tuning.jobs.cancel(job.id)
+                            with lock:
+                                created.append(job.id)
+                    except Exception as err:  # counted, the run goes on
+                        with lock:
+                            errors.append(f"{kind}: {type(err).__name__}: {err}"[:200])
+                    with lock:
+                        latencies[kind].append(1000 * (time.perf_counter() - start))
+                    i += 1
+
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            listed = {j.id for j in setup.fine_tuning.jobs.list(limit=1000)}
+            lost = sorted(set(created) - listed)
+            status = setup.fine_tuning.jobs.retrieve(training.id).status
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    figures = {}
+    print(f"{args.clients} clients for {args.seconds:.0f} s on loopback; training job {status} at the end")
+    print(f"{'request':<10}{'n':>7}{'p50 ms':>9}{'p99 ms':>9}")
+    for kind, values in latencies.items():
+        if values:
+            values.sort()
+            p50, p99 = statistics.median(values), values[min(len(values) - 1, int(0.99 * len(values)))]
+            figures[kind] = {"n": len(values), "p50_ms": round(p50, 1), "p99_ms": round(p99, 1)}
+            print(f"{kind:<10}{len(values):>7}{p50:>9.1f}{p99:>9.1f}")
+    print(f"errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else "") + f"; jobs lost: {len(lost)}")
+    read_p99 = max(figures[k]["p99_ms"] for k in ("list", "retrieve") if k in figures)
+    print(json.dumps({"benchmark": "gateway_load", "clients": args.clients, "seconds": args.seconds,
+                      "figures": figures, "errors": len(errors), "lost_jobs": len(lost),
+                      "read_p99_ms": read_p99, "ratio": round(read_p99 / 100, 3), "target_ratio": 1.0,
+                      "target": "<=", "pass": read_p99 < 100 and not errors and not lost}))
+
+
+if __name__ == "__main__":
+    main()
