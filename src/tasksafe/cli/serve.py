@@ -19,14 +19,28 @@ def serve(host: str, port: int, state_dir: str, policy_file: str | None) -> None
     /v1/fine_tuning/jobs, /v1/models) that validates and audits every uploaded file, protects
     every job, trains it and releases the model only past a safety gate. Create keys with
     `tasksafe keys create TENANT`. Jobs survive a restart (docs/gateway.md)."""
+    import subprocess
+    import sys
+
     import uvicorn
 
     from tasksafe.gateway.app import create_app
-    from tasksafe.gateway.worker import Policy
+    from tasksafe.gateway.worker import Policy, _die_with_parent
     from tasksafe.settings import load_settings
 
     policy = load_settings(Policy, policy_file)
-    uvicorn.run(create_app(state_dir, policy), host=host, port=port, log_level="warning")
+    app = create_app(state_dir, policy, worker=False)
+    # the worker is its own process, so training never holds up the API; it dies with the server
+    worker = subprocess.Popen([sys.executable, "-m", "tasksafe.gateway.worker", state_dir, policy_file or ""],
+                              preexec_fn=_die_with_parent)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
 
 
 @click.group()

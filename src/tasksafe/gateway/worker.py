@@ -196,3 +196,35 @@ def _gate(policy: Policy, model: str, run_dir: Path) -> dict:
     non = Rate(rate.n - rate.k, rate.n)
     return {"set": policy.gate_set, "n": non.n, "non_refusal": non.value, "ci95": list(non.interval),
             "threshold": policy.gate_max_non_refusal, "passed": non.value <= policy.gate_max_non_refusal}
+
+
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the server that started it dies, even by kill -9."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def work(state_dir: str, policy_file: str | None) -> None:
+    """The worker process: one per state dir (a file lock; a second waits), working the queue
+    until it is killed."""
+    import fcntl
+
+    from tasksafe.settings import load_settings
+
+    state = State(state_dir)
+    policy = load_settings(Policy, policy_file)
+    with open(state.root / "worker.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runner = Worker(state, policy)
+        runner.run()
+
+
+if __name__ == "__main__":
+    import sys
+
+    work(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None)
