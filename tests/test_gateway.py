@@ -3,10 +3,12 @@ are validated and audited, tenants never see each other's files, bad requests ge
 error shape."""
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import openai
 import pytest
@@ -179,3 +181,57 @@ def test_a_job_survives_kill_9_and_resumes_from_its_checkpoint(gateway, tmp_path
     assert isinstance(reply.choices[0].message.content, str)
     with pytest.raises(openai.NotFoundError):
         clients["globex"].chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "hi"}])
+
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="no Chromium: apt-get install -y chromium chromium-driver "
+                                                            "(.ci/run installs them)")
+def test_dashboard_in_a_real_browser_shows_the_job_its_findings_protection_loss_and_gate(gateway, tmp_path):
+    pytest.importorskip("selenium", reason="pip install selenium (make install does)")
+    from selenium.webdriver import Chrome, ChromeOptions
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    clients, _, _ = gateway
+    acme = clients["acme"]
+    path = tmp_path / "sst2-aoa.jsonl"
+    write_chat_jsonl(path, build_dataset("sst2", "aoa", n=24, seed=0))
+    with open(path, "rb") as f:
+        uploaded = acme.files.create(file=f, purpose="fine-tune")
+    job = _wait(acme, acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id).id)
+    assert job.status == "succeeded", job.error
+    options = ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1600"):
+        options.add_argument(flag)
+    browser = Chrome(service=Service(CHROMEDRIVER), options=options)
+    browser.implicitly_wait(10)  # each page is waited for after a click
+    try:
+        root = str(acme.base_url).removesuffix("/v1/").removesuffix("/v1")
+        browser.get(root + "/")
+        browser.find_element(By.ID, "key").send_keys(acme.api_key)
+        browser.find_element(By.ID, "sign-in").click()
+        table = browser.find_element(By.ID, "jobs").text
+        assert job.id in table and "succeeded" in table and "high" in table
+        browser.find_element(By.LINK_TEXT, job.id).click()
+        assert browser.find_element(By.ID, "status").text == "succeeded"
+        assert "identity-shifting" in browser.find_element(By.ID, "audit").text
+        assert "safety examples added by paraphrase" in browser.find_element(By.ID, "protection").text
+        assert browser.find_element(By.ID, "loss-curve").is_displayed()
+        assert "passed" in browser.find_element(By.ID, "gate").text
+        artefacts = Path(__file__).resolve().parent.parent / "test-artifacts"
+        artefacts.mkdir(exist_ok=True)
+        browser.save_screenshot(str(artefacts / "dashboard-job.png"))
+        # another tenant's key does not show this job
+        browser.delete_all_cookies()
+        browser.get(root + "/")
+        browser.find_element(By.ID, "key").send_keys(clients["globex"].api_key)
+        browser.find_element(By.ID, "sign-in").click()
+        assert job.id not in browser.page_source
+        browser.get(root + f"/jobs/{job.id}")
+        assert job.id not in browser.find_element(By.TAG_NAME, "body").text
+    finally:
+        browser.quit()

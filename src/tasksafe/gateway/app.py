@@ -257,4 +257,60 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True) -> FastA
                                              "finish_reason": "stop", "logprobs": None}],
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
 
+    _dashboard(app, state)
     return app
+
+
+def _curve(events: list[dict]) -> dict | None:
+    """The training-loss polyline (600 x 200) from a job's metrics events."""
+    points = sorted((e["data"]["step"], e["data"]["train_loss"]) for e in events if e["type"] == "metrics" and e["data"])
+    if not points:
+        return None
+    steps, losses = [p[0] for p in points], [p[1] for p in points]
+    top, bottom = max(losses), min(losses)
+    span, last = (top - bottom) or 1.0, max(steps) or 1
+    xy = " ".join(f"{40 + 550 * step / last:.1f},{10 + 170 * (top - loss) / span:.1f}" for step, loss in points)
+    return {"points": xy, "top": top, "bottom": bottom, "last_step": last}
+
+
+def _dashboard(app: FastAPI, state: State) -> None:
+    """Server-rendered pages (Jinja2, autoescaped; no front-end build): the tenant's jobs and a
+    page per job with the audit findings, the protection, the loss curve and the gate."""
+    from fastapi.responses import HTMLResponse, RedirectResponse
+    from fastapi.templating import Jinja2Templates
+
+    templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+    cookie = "tasksafe_key"
+
+    def who(request: Request) -> str | None:
+        key = request.cookies.get(cookie)
+        return state.tenant_for(key) if key else None
+
+    @app.get("/", response_class=HTMLResponse)
+    def home(request: Request):
+        tenant = who(request)
+        if not tenant:
+            return templates.TemplateResponse(request, "login.html", {"tenant": None, "error": None})
+        return templates.TemplateResponse(request, "jobs.html", {"tenant": tenant, "jobs": state.list_jobs(tenant, limit=200)})
+
+    @app.post("/login")
+    def login(key: str = Form(...)):
+        if not state.tenant_for(key):
+            return HTMLResponse(templates.get_template("login.html").render(tenant=None, error="unknown API key"),
+                                status_code=401)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(cookie, key, httponly=True, samesite="strict")
+        return response
+
+    @app.get("/jobs/{job_id}", response_class=HTMLResponse)
+    def job_page(job_id: str, request: Request):
+        tenant = who(request)
+        job = state.get_job(tenant, job_id) if tenant else None
+        if job is None:
+            return RedirectResponse("/", status_code=303)
+        events = state.events(job_id, limit=10_000)
+        file = state.get_file(tenant, job["training_file"])
+        audit = file["precheck"] if file else {"risk": "-", "examples": "-", "findings": []}
+        return templates.TemplateResponse(request, "job.html", {
+            "tenant": tenant, "job": job, "audit": audit, "protection": job["protection"], "gate": job["gate"],
+            "curve": _curve(events), "events": list(reversed(events))})
