@@ -27,7 +27,7 @@ def _free_port() -> int:
 
 def _start(state_dir, policy, port):
     server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port),
-                               "--state-dir", str(state_dir), "--policy", str(policy)],
+                               "--state-dir", str(state_dir), "--policy", str(policy), "--max-request-mb", "1"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -104,6 +104,9 @@ def test_bad_uploads_and_keys_are_refused_with_openai_errors(gateway, tmp_path):
     with open(traversal, "rb") as f:
         uploaded = clients["acme"].files.create(file=("../../etc/passwd", f.read()), purpose="fine-tune")
     assert uploaded.filename == "passwd" and not uploaded.model_extra["precheck"]["flagged"]
+    with pytest.raises(openai.APIStatusError) as err:
+        clients["acme"].files.create(file=("big.jsonl", b"x" * (2 * 2**20)), purpose="fine-tune")
+    assert err.value.status_code == 413
     stranger = openai.OpenAI(api_key="sk-ts-nope", base_url=str(clients["acme"].base_url), max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         stranger.files.list()
@@ -149,6 +152,16 @@ def test_a_job_is_audited_protected_trained_and_gated(gateway, tmp_path):
     with pytest.raises(openai.BadRequestError) as err:
         acme.fine_tuning.jobs.create(model="gpt-4o", training_file=uploaded.id)
     assert err.value.code == "model_not_available"
+    cancelled = acme.fine_tuning.jobs.cancel(acme.fine_tuning.jobs.create(model="tiny-random",
+                                                                          training_file=uploaded.id).id)
+    assert cancelled.status == "cancelled"
+    with pytest.raises(openai.NotFoundError):
+        clients["globex"].fine_tuning.jobs.cancel(cancelled.id)
+    with pytest.raises(openai.NotFoundError):
+        clients["globex"].fine_tuning.jobs.list_events(cancelled.id)
+    time.sleep(3)  # the worker may have taken it: it stays cancelled and releases nothing
+    final = acme.fine_tuning.jobs.retrieve(cancelled.id)
+    assert final.status == "cancelled" and final.fine_tuned_model is None
 
 
 @pytest.mark.slow

@@ -14,7 +14,9 @@ STATE_DIR = click.option("--state-dir", default="gateway-state", show_default=Tr
 @STATE_DIR
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
               help="YAML/JSON policy: allowed models, protection, budget, safety gate (docs/gateway.md).")
-def serve(host: str, port: int, state_dir: str, policy_file: str | None) -> None:
+@click.option("--max-request-mb", default=64, show_default=True, type=click.IntRange(1, 4096),
+              help="Refuse larger requests (413) before reading them.")
+def serve(host: str, port: int, state_dir: str, policy_file: str | None, max_request_mb: int) -> None:
     """Run the provider gateway: an OpenAI-compatible fine-tuning API (/v1/files,
     /v1/fine_tuning/jobs, /v1/models) that validates and audits every uploaded file, protects
     every job, trains it and releases the model only past a safety gate. Create keys with
@@ -29,7 +31,7 @@ def serve(host: str, port: int, state_dir: str, policy_file: str | None) -> None
     from tasksafe.settings import load_settings
 
     policy = load_settings(Policy, policy_file)
-    app = create_app(state_dir, policy, worker=False)
+    app = create_app(state_dir, policy, worker=False, max_request_bytes=max_request_mb * 2**20)
     # the worker is its own process, so training never holds up the API; it dies with the server
     worker = subprocess.Popen([sys.executable, "-m", "tasksafe.gateway.worker", state_dir, policy_file or ""],
                               preexec_fn=_die_with_parent)

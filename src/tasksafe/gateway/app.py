@@ -51,7 +51,7 @@ def precheck(data: bytes, filename: str, state: State) -> dict:
                           "share": f.share, "lines": [e["line"] for e in f.evidence]} for f in report.findings]}
 
 
-def create_app(state_dir: str | Path, policy=None, worker: bool = True) -> FastAPI:
+def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_request_bytes: int = MAX_REQUEST_BYTES) -> FastAPI:
     """The app over `state_dir`; with `worker`, a worker thread runs the jobs (started with
     the server, so a restarted server resumes what a killed one left)."""
     from contextlib import asynccontextmanager
@@ -82,8 +82,8 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True) -> FastA
     @app.middleware("http")
     async def _limit(request: Request, call_next):
         size = request.headers.get("content-length")
-        if size and size.isdigit() and int(size) > MAX_REQUEST_BYTES:
-            return JSONResponse({"error": {"message": f"request larger than {MAX_REQUEST_BYTES} bytes",
+        if size and size.isdigit() and int(size) > max_request_bytes:
+            return JSONResponse({"error": {"message": f"request larger than {max_request_bytes} bytes",
                                            "type": "invalid_request_error", "param": None, "code": "request_too_large"}},
                                 status_code=413)
         return await call_next(request)
