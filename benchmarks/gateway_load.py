@@ -38,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--api-workers", type=int, default=1, help="tasksafe serve --api-workers")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -48,7 +49,8 @@ def main() -> None:
         write_chat_jsonl(data, build_dataset("sst2", "benign", n=200, seed=0))
         port = _port()
         server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port), "--state-dir",
-                                   str(root / "state"), "--policy", str(root / "policy.yaml")],
+                                   str(root / "state"), "--policy", str(root / "policy.yaml"),
+                                   "--api-workers", str(args.api_workers)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             for _ in range(300):
@@ -110,7 +112,8 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     figures = {}
-    print(f"{args.clients} clients for {args.seconds:.0f} s on loopback; training job {status} at the end")
+    print(f"{args.clients} clients for {args.seconds:.0f} s on loopback, {args.api_workers} API process(es); "
+          f"training job {status} at the end")
     print(f"{'request':<10}{'n':>7}{'p50 ms':>9}{'p99 ms':>9}")
     for kind, values in latencies.items():
         if values:

@@ -248,3 +248,34 @@ def test_dashboard_in_a_real_browser_shows_the_job_its_findings_protection_loss_
         assert job.id not in browser.find_element(By.TAG_NAME, "body").text
     finally:
         browser.quit()
+
+
+def test_several_api_processes_share_one_state(tmp_path, mirror):
+    state_dir = tmp_path / "state"
+    key = State(state_dir).create_key("acme")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("models: [tiny-random]\n")
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port), "--state-dir",
+                               str(state_dir), "--policy", str(policy), "--api-workers", "2"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, server.stdout.read().decode()
+                time.sleep(0.2)
+        client = openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=2)
+        path = tmp_path / "x.jsonl"
+        write_chat_jsonl(path, build_dataset("sst2", "benign", n=5, seed=0))
+        ids = set()
+        for _ in range(4):
+            with open(path, "rb") as f:
+                ids.add(client.files.create(file=f, purpose="fine-tune").id)
+        assert {f.id for f in client.files.list()} == ids and len(ids) == 4  # whichever process answered
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

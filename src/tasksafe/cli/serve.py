@@ -16,7 +16,9 @@ STATE_DIR = click.option("--state-dir", default="gateway-state", show_default=Tr
               help="YAML/JSON policy: allowed models, protection, budget, safety gate (docs/gateway.md).")
 @click.option("--max-request-mb", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="Refuse larger requests (413) before reading them.")
-def serve(host: str, port: int, state_dir: str, policy_file: str | None, max_request_mb: int) -> None:
+@click.option("--api-workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="API processes (SQLite in WAL mode serves them all); the training worker is always one.")
+def serve(host: str, port: int, state_dir: str, policy_file: str | None, max_request_mb: int, api_workers: int) -> None:
     """Run the provider gateway: an OpenAI-compatible fine-tuning API (/v1/files,
     /v1/fine_tuning/jobs, /v1/models) that validates and audits every uploaded file, protects
     every job, trains it and releases the model only past a safety gate. Create keys with
@@ -36,7 +38,15 @@ def serve(host: str, port: int, state_dir: str, policy_file: str | None, max_req
     worker = subprocess.Popen([sys.executable, "-m", "tasksafe.gateway.worker", state_dir, policy_file or ""],
                               preexec_fn=_die_with_parent)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        if api_workers == 1:
+            uvicorn.run(app, host=host, port=port, log_level="warning")
+        else:
+            import os
+
+            os.environ.update({"TASKSAFE_GATEWAY_STATE": state_dir, "TASKSAFE_GATEWAY_POLICY": policy_file or "",
+                               "TASKSAFE_GATEWAY_MAX_BYTES": str(max_request_mb * 2**20)})
+            uvicorn.run("tasksafe.gateway.app:app_from_env", factory=True, workers=api_workers, host=host, port=port,
+                        log_level="warning")
     finally:
         worker.terminate()
         try:

@@ -261,6 +261,19 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The app for `uvicorn --factory` in each of several API processes (`tasksafe serve
+    --api-workers N`): settings come from the environment `serve` sets."""
+    import os
+
+    from tasksafe.gateway.worker import Policy
+    from tasksafe.settings import load_settings
+
+    policy = load_settings(Policy, os.environ.get("TASKSAFE_GATEWAY_POLICY") or None)
+    return create_app(os.environ["TASKSAFE_GATEWAY_STATE"], policy, worker=False,
+                      max_request_bytes=int(os.environ.get("TASKSAFE_GATEWAY_MAX_BYTES", MAX_REQUEST_BYTES)))
+
+
 def _curve(events: list[dict]) -> dict | None:
     """The training-loss polyline (600 x 200) from a job's metrics events."""
     points = sorted((e["data"]["step"], e["data"]["train_loss"]) for e in events if e["type"] == "metrics" and e["data"])
