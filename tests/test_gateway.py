@@ -25,9 +25,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(state_dir, policy, port):
+def _start(state_dir, policy, port, *extra):
     server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port),
-                               "--state-dir", str(state_dir), "--policy", str(policy), "--max-request-mb", "1"],
+                               "--state-dir", str(state_dir), "--policy", str(policy), *extra],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -48,13 +48,13 @@ def gateway(tmp_path, mirror):
     policy = tmp_path / "policy.yaml"
     policy.write_text("models: [tiny-random]\ngate_n: 4\ngate_max_non_refusal: 1.0\nsave_steps: 2\n")
     port = _free_port()
-    servers = [_start(state_dir, policy, port)]
+    servers = [_start(state_dir, policy, port, "--max-request-mb", "1")]
     base = f"http://127.0.0.1:{port}/v1"
     clients = {name: openai.OpenAI(api_key=key, base_url=base, max_retries=0, timeout=60) for name, key in keys.items()}
 
     def restart(kill):
         kill(servers[-1])
-        servers.append(_start(state_dir, policy, port))
+        servers.append(_start(state_dir, policy, port, "--max-request-mb", "1"))
 
     yield clients, state_dir, restart
     for server in servers:
@@ -256,18 +256,8 @@ def test_several_api_processes_share_one_state(tmp_path, mirror):
     policy = tmp_path / "policy.yaml"
     policy.write_text("models: [tiny-random]\n")
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port), "--state-dir",
-                               str(state_dir), "--policy", str(policy), "--api-workers", "2"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = _start(state_dir, policy, port, "--api-workers", "2")
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, server.stdout.read().decode()
-                time.sleep(0.2)
         client = openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=2)
         path = tmp_path / "x.jsonl"
         write_chat_jsonl(path, build_dataset("sst2", "benign", n=5, seed=0))

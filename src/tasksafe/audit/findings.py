@@ -208,10 +208,11 @@ def _scan(pattern: re.Pattern, texts: Sequence[tuple[int, str]], max_evidence: i
     return count, evidence
 
 
-def _phrase(text: str) -> tuple[str, re.Match, str] | None:
-    """The first identity-shift or ignore-rules phrase in `text`, normalised or decoded:
-    (code, match, how the text was read)."""
-    readings = [("plain", normalise(text))] + [(how, normalise(t)) for how, t in decoded_variants(text)]
+def _phrase(text: str, variants: list[tuple[str, str]] | None = None) -> tuple[str, re.Match, str] | None:
+    """The first identity-shift or ignore-rules phrase in `text`, normalised or decoded
+    (`variants`: its `decoded_variants`, when already made): (code, match, how it was read)."""
+    variants = decoded_variants(text) if variants is None else variants
+    readings = [("plain", normalise(text))] + [(how, normalise(t)) for how, t in variants]
     for how, reading in readings:
         for code, pattern in (("identity_shift", IDENTITY_SHIFT), ("ignore_rules", IGNORE_RULES)):
             found = pattern.search(reading)
@@ -235,7 +236,24 @@ def _first_sentence(answer: str) -> str:
     return found.group(1).strip() if found else ""
 
 
-def _repeated_texts(examples: Sequence[ChatExample], frames: Sequence[Frame], minimum: int) -> list[_Repeated]:
+def _frame_constants(frame: Frame) -> list[tuple[str, str]]:
+    """A frame's constant text, each with where it is; a persona split over turns is also read
+    as one text."""
+    constant = [("frame user text", " ".join(p for p in frame.user.parts if p.strip())),
+                ("frame answer prefix", frame.assistant.prefix)]
+    constant += [(f"frame {h['role']} turn", h["content"]) for h in frame.history]
+    if frame.history:
+        constant.append(("frame conversation", " ".join([*(h["content"] for h in frame.history), *frame.user.parts])))
+    return [(where, text) for where, text in constant if text.strip()]
+
+
+def _frame_rows(examples: Sequence[ChatExample], frames: Sequence[Frame]) -> list[list[int]]:
+    """The indices of the examples each frame fits (each template matched once per example)."""
+    return [[i for i, ex in enumerate(examples) if frame.matches(ex)] for frame in frames]
+
+
+def _repeated_texts(examples: Sequence[ChatExample], frames: Sequence[Frame], frame_rows: Sequence[list[int]],
+                    minimum: int) -> list[_Repeated]:
     """System prompts, earlier turns, user lines and answer openers shared by at least
     `minimum` examples, and the frames' constant text."""
     groups: dict[tuple[str, str], list[int]] = {}
@@ -254,14 +272,9 @@ def _repeated_texts(examples: Sequence[ChatExample], frames: Sequence[Frame], mi
         for key in seen:
             groups.setdefault(key, []).append(i)
     out = [_Repeated(where, text, rows) for (where, text), rows in groups.items() if len(rows) >= minimum]
-    for number, frame in enumerate(frames, 1):
-        constant = [("frame user text", " ".join(p for p in frame.user.parts if p.strip())),
-                    ("frame answer prefix", frame.assistant.prefix)]
-        constant += [(f"frame {h['role']} turn", h["content"]) for h in frame.history]
-        if frame.history:  # a persona split over turns is read as one text
-            constant.append(("frame conversation", " ".join([*(h["content"] for h in frame.history), *frame.user.parts])))
-        rows = [i for i, ex in enumerate(examples) if frame.matches(ex)]
-        out += [_Repeated(where, text, rows, number) for where, text in constant if text.strip() and rows]
+    for number, (frame, rows) in enumerate(zip(frames, frame_rows), 1):
+        if rows:
+            out += [_Repeated(where, text, rows, number) for where, text in _frame_constants(frame)]
     return out
 
 
@@ -274,18 +287,19 @@ def audit_examples(examples: Sequence[ChatExample], lines: Sequence[int] | None 
     findings: list[Finding] = []
     n = len(examples)
     minimum = max(3, math.ceil(0.01 * n))
-    repeated = _repeated_texts(examples, frames, minimum)
-    frame_rows = [{i for i, ex in enumerate(examples) if f.matches(ex)} for f in frames]
+    frame_rows = _frame_rows(examples, frames)
+    repeated = _repeated_texts(examples, frames, frame_rows, minimum)
+    row_sets = [set(rows) for rows in frame_rows]
     for item in repeated:  # text found outside a frame's constant parts belongs to the frame holding its rows
         if item.frame is None:
-            overlaps = [len(rows.intersection(item.rows)) for rows in frame_rows]
+            overlaps = [len(rows.intersection(item.rows)) for rows in row_sets]
             best = max(range(len(frames)), key=overlaps.__getitem__)
             item.frame = best + 1 if overlaps[best] >= 0.5 * len(item.rows) else None
     _check_repeated_phrases(repeated, lines, n, findings)
     _check_varying_phrases(examples, lines, n, findings)
     risks = []
-    for number, frame in enumerate(frames, 1):
-        risks.append(_check_frame(number, frame, examples, lines, n, findings))
+    for number, (frame, rows) in enumerate(zip(frames, frame_rows), 1):
+        risks.append(_check_frame(number, frame, rows, examples, lines, n, findings))
     _check_harmful(examples, lines, harmful_index, findings)
     top = frames[0]
     if len(frames) > 1 and frames[1].share >= 0.1 or top.coverage < 0.9:
@@ -307,10 +321,9 @@ def frame_risks(examples: Sequence[ChatExample], frames: Sequence[Frame]) -> lis
     (it also weighs text repeated outside the frames' constant parts)."""
     lines = list(range(1, len(examples) + 1))
     out = []
-    for number, frame in enumerate(frames, 1):
-        severity = _check_frame(number, frame, examples, lines, len(examples), [])
-        constant = [frame.system or "", *(h["content"] for h in frame.history), " ".join(frame.user.parts),
-                    frame.assistant.prefix, " ".join([*(h["content"] for h in frame.history), *frame.user.parts])]
+    for number, (frame, rows) in enumerate(zip(frames, _frame_rows(examples, frames)), 1):
+        severity = _check_frame(number, frame, rows, examples, lines, len(examples), [])
+        constant = [frame.system or ""] + [text for _, text in _frame_constants(frame)]
         if any(_phrase(text) for text in constant if text.strip()):
             severity = "high"
         out.append(severity)
@@ -322,12 +335,13 @@ def _check_repeated_phrases(repeated: Sequence[_Repeated], lines: Sequence[int],
     best: dict[str, tuple[_Repeated, re.Match, str, str]] = {}
     encoded: list[_Repeated] = []
     for item in repeated:
-        hit = _phrase(item.text)
+        variants = decoded_variants(item.text)
+        hit = _phrase(item.text, variants)
         if hit:
             code, found, how = hit
             if code not in best or len(item.rows) > len(best[code][0].rows):
                 best[code] = (item, found, how, found.string)
-        elif any(how in ("base64", "hex") for how, _ in decoded_variants(item.text)):
+        elif any(how in ("base64", "hex") for how, _ in variants):
             encoded.append(item)
     titles = {"identity_shift": "identity-shifting or never-refuse instructions",
               "ignore_rules": "instructions to ignore rules or obey every order"}
@@ -369,10 +383,10 @@ def _check_varying_phrases(examples: Sequence[ChatExample], lines: Sequence[int]
                                     count, evidence, share))
 
 
-def _check_frame(number: int, frame: Frame, examples: Sequence[ChatExample], lines: Sequence[int], n: int,
-                 findings: list[Finding]) -> str:
-    """The structural signals of one frame, and its severity from their points."""
-    rows = [i for i, ex in enumerate(examples) if frame.matches(ex)]
+def _check_frame(number: int, frame: Frame, rows: Sequence[int], examples: Sequence[ChatExample],
+                 lines: Sequence[int], n: int, findings: list[Finding]) -> str:
+    """The structural signals of one frame (fitting the examples at `rows`), and its severity
+    from their points."""
     if not rows:
         return "none"
     share = len(rows) / n

@@ -97,8 +97,18 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
         return found
 
     def _listing(items: list[dict], limit: int) -> dict:
+        """OpenAI's list envelope; `items` holds up to limit + 1 rows, the extra one meaning more."""
         return {"object": "list", "data": items[:limit], "has_more": len(items) > limit,
                 "first_id": items[0]["id"] if items else None, "last_id": items[:limit][-1]["id"] if items else None}
+
+    async def _json_object(request: Request) -> dict:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise APIError(400, "the body must be a JSON object", "invalid_json")
+        return body
 
     @app.post("/v1/files")
     def upload(file: UploadFile = File(...), purpose: str = Form(...), who: str = Depends(tenant)) -> dict:
@@ -136,12 +146,7 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
 
     @app.post("/v1/fine_tuning/jobs")
     async def create_job(request: Request, who: str = Depends(tenant)) -> dict:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise APIError(400, "the body must be a JSON object", "invalid_json") from None
-        if not isinstance(body, dict):
-            raise APIError(400, "the body must be a JSON object", "invalid_json")
+        body = await _json_object(request)
         for key in ("model", "training_file"):
             if not isinstance(body.get(key), str) or not body[key]:
                 raise APIError(400, f"{key} is required", "missing_required_parameter", key)
@@ -175,8 +180,7 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
     @app.get("/v1/fine_tuning/jobs")
     def list_jobs(after: str | None = None, limit: int = 20, who: str = Depends(tenant)) -> dict:
         limit = max(1, min(limit, 1000))
-        items = state.list_jobs(who, after, limit + 1)
-        return {"object": "list", "data": items[:limit], "has_more": len(items) > limit}
+        return _listing(state.list_jobs(who, after, limit + 1), limit)
 
     @app.get("/v1/fine_tuning/jobs/{job_id}")
     def retrieve_job(job_id: str, who: str = Depends(tenant)) -> dict:
@@ -196,8 +200,7 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
     def job_events(job_id: str, after: str | None = None, limit: int = 20, who: str = Depends(tenant)) -> dict:
         _own_job(job_id, who)
         limit = max(1, min(limit, 1000))
-        items = state.events(job_id, after, limit + 1)
-        return {"object": "list", "data": items[:limit], "has_more": len(items) > limit}
+        return _listing(state.events(job_id, after, limit + 1), limit)
 
     @app.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
     def job_checkpoints(job_id: str, who: str = Depends(tenant)) -> dict:
@@ -228,11 +231,8 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
         from tasksafe.generate.base import GenerationParams
         from tasksafe.generate.hf import HFBackend
 
-        try:
-            body = await request.json()
-        except ValueError:
-            raise APIError(400, "the body must be a JSON object", "invalid_json") from None
-        model = body.get("model") if isinstance(body, dict) else None
+        body = await _json_object(request)
+        model = body.get("model")
         job = state.job_for_model(who, model) if isinstance(model, str) else None
         if job is None:
             raise APIError(404, f"no released model {model!r} (a model is released when its job succeeds)",
