@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -284,3 +285,56 @@ def test_a_damaged_results_file_names_its_line(tmp_path):
     (tmp_path / "r.jsonl").write_text(lines[0] + "\n" + lines[1].replace('"metrics"', '"metric"') + "\n")
     with pytest.raises(DataFileError, match=r"r.jsonl:2: not a finished cell"):
         read_results_file(tmp_path / "r.jsonl")
+
+
+def test_a_failed_cell_is_recorded_reported_and_retried_by_the_next_run(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from tasksafe.cli.main import cli
+    from tasksafe.experiments import grid
+    from tasksafe.experiments.grid import GridFailed
+    from tasksafe.report import build_report
+    from tasksafe.results import CellResult
+
+    def flaky(cell, artifacts):
+        if cell.mitigation == "paraphrase":
+            raise RuntimeError("out of memory in the paraphrase cell")
+        return CellResult(cell_id=cell.id, metrics=eval_result(), timings={"evaluate": 1.0})
+
+    monkeypatch.setattr(grid, "run_cell", flaky)
+    spec_path = write_spec(tmp_path)
+    spec = load_spec(spec_path)
+    with pytest.raises(GridFailed, match="1 of 2 cells failed") as failure:
+        run_spec(spec, tmp_path / "results", echo=lambda line: None)
+    assert "RuntimeError: out of memory in the paraphrase cell" in str(failure.value)
+    store = ResultsStore(tmp_path / "results", read_only=True)
+    (failed,) = store.failures()
+    assert [r.config.mitigation for r in store.rows()] == ["none"] and failed.config.mitigation == "paraphrase"
+    assert failed.attempts == 1 and "Traceback" in Path(failed.log).read_text()
+    report = build_report(tmp_path / "results", tmp_path / "report").read_text()
+    assert "## Failed cells" in report and "out of memory in the paraphrase cell" in report
+    shown = CliRunner().invoke(cli, ["run", str(spec_path), "--results", str(tmp_path / "results"),
+                                     "--log", failed.id[:6]])
+    assert shown.exit_code == 0 and "RuntimeError: out of memory" in shown.output
+
+    monkeypatch.setattr(grid, "run_cell", lambda cell, artifacts: CellResult(cell_id=cell.id, metrics=eval_result(),
+                                                                             timings={}))
+    run_spec(spec, tmp_path / "results", echo=lambda line: None)  # the rerun retries only the failed cell
+    store = ResultsStore(tmp_path / "results", read_only=True)
+    assert len(store.rows()) == 2 and store.failures() == []
+    assert "## Failed cells" not in build_report(tmp_path / "results", tmp_path / "report2").read_text()
+
+
+def test_resources_and_executor_options_are_checked(tmp_path):
+    with pytest.raises(UserError, match="resources"):
+        load_spec(write_spec(tmp_path, resources={"finetune": {"num_gpu": 1}}))
+    with pytest.raises(UserError, match="resources"):
+        load_spec(write_spec(tmp_path, resources={"train": {"num_cpus": 1}}))
+    with pytest.raises(UserError, match="retries"):
+        load_spec(write_spec(tmp_path, retries=-1))
+    spec = load_spec(write_spec(tmp_path, resources={"finetune": {"num_gpus": 1, "num_cpus": 4}}))
+    assert spec.resources_for("finetune").num_gpus == 1 and spec.resources_for("base").num_cpus == 1
+    from tasksafe.executors import make_executor
+
+    with pytest.raises(UserError, match="unknown executor 'slurm'"):
+        make_executor("slurm")

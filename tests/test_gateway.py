@@ -269,3 +269,31 @@ def test_several_api_processes_share_one_state(tmp_path, mirror):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_serve_with_the_ray_executor_trains_jobs_as_ray_tasks(tmp_path, mirror):
+    pytest.importorskip("ray", reason="pip install 'tasksafe[ray]' (make test installs it)")
+    state_dir = tmp_path / "state"
+    key = State(state_dir).create_key("acme")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("models: [tiny-random]\ngate_n: 4\ngate_max_non_refusal: 1.0\nsave_steps: 2\n"
+                      "resources: {num_cpus: 1}\n")
+    port = _free_port()
+    server = _start(state_dir, policy, port, "--executor", "ray")
+    try:
+        acme = openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=60)
+        path = tmp_path / "sst2-benign.jsonl"
+        write_chat_jsonl(path, build_dataset("sst2", "benign", n=24, seed=0))
+        with open(path, "rb") as f:
+            uploaded = acme.files.create(file=f, purpose="fine-tune")
+        job = acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id)
+        done = _wait(acme, job.id)
+        assert done.status == "succeeded", done.error
+        kinds = [e.type for e in acme.fine_tuning.jobs.list_events(job.id, limit=1000)]
+        assert "metrics" in kinds and "checkpoint" in kinds and "gate" in kinds
+        log = (state_dir / "jobs" / job.id / "train.log").read_text()
+        assert log.startswith("--- start ") and "--- end " in log  # it ran as a unit of work, logged apart
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

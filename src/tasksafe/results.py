@@ -148,3 +148,12 @@ class EvalResult(Record):
         """One rate over every harmful set (k and n summed)."""
         return RateRecord.combine(getattr(entry.mode(mode), key) for entry in self.harmful.values()
                                   if entry.mode(mode) is not None)
+
+
+class CellResult(Record):
+    """What a grid cell's worker hands back to the driver (which alone writes the store): the
+    cell it ran, what the evaluation measured and the seconds each stage took."""
+
+    cell_id: str
+    metrics: EvalResult
+    timings: dict[str, float]

@@ -18,7 +18,13 @@ STATE_DIR = click.option("--state-dir", default="gateway-state", show_default=Tr
               help="Refuse larger requests (413) before reading them.")
 @click.option("--api-workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="API processes (SQLite in WAL mode serves them all); the training worker is always one.")
-def serve(host: str, port: int, state_dir: str, policy_file: str | None, max_request_mb: int, api_workers: int) -> None:
+@click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="Where jobs train: in the worker process, or as Ray tasks with the policy's `resources` "
+                   "(pip install 'tasksafe[ray]'; the state dir must be on storage the Ray workers share).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="With --executor ray: the cluster to join; without it a local Ray instance is started.")
+def serve(host: str, port: int, state_dir: str, policy_file: str | None, max_request_mb: int, api_workers: int,
+          executor: str, ray_address: str | None) -> None:
     """Run the provider gateway: an OpenAI-compatible fine-tuning API (/v1/files,
     /v1/fine_tuning/jobs, /v1/models) that validates and audits every uploaded file, protects
     every job, trains it and releases the model only past a safety gate. Create keys with
@@ -35,8 +41,10 @@ def serve(host: str, port: int, state_dir: str, policy_file: str | None, max_req
     policy = load_settings(Policy, policy_file)
     app = create_app(state_dir, policy, worker=False, max_request_bytes=max_request_mb * 2**20)
     # the worker is its own process, so training never holds up the API; it dies with the server
-    worker = subprocess.Popen([sys.executable, "-m", "tasksafe.gateway.worker", state_dir, policy_file or ""],
-                              preexec_fn=_die_with_parent)
+    if ray_address and executor != "ray":
+        raise click.UsageError("--ray-address is for --executor ray")
+    worker = subprocess.Popen([sys.executable, "-m", "tasksafe.gateway.worker", state_dir, policy_file or "", executor,
+                               ray_address or ""], preexec_fn=_die_with_parent)
     try:
         if api_workers == 1:
             uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -12,7 +12,7 @@ from pathlib import Path
 from tasksafe.errors import UserError
 from tasksafe.experiments.spec import CellConfig, Spec, cell_id, expand, selected
 from tasksafe.experiments.store import ResultsStore, store_path
-from tasksafe.results import EvalResult
+from tasksafe.results import CellResult
 
 GENERATION_TOKENS_PER_S = 190.0  # measured on the 2-core CPU (docs/benchmarks.md)
 TRAIN_TOKENS_PER_S = 240.0
@@ -44,14 +44,14 @@ def _timed(timings: dict[str, float], stage: str):
     timings[stage] = time.time() - start
 
 
-def _protected_dataset(cell: CellConfig, store: ResultsStore) -> tuple[Path, dict]:
+def _protected_dataset(cell: CellConfig, artifacts: Path) -> tuple[Path, dict]:
     """The cell's user dataset, built once per task/strategy/size/seed, protected once per
     mitigation/budget/options; returns its path and its sidecar."""
     from tasksafe.data.chat import write_chat_jsonl
     from tasksafe.mitigations.protect import protect_file, read_sidecar
     from tasksafe.strategies import build_dataset
 
-    data_dir = store.artifacts / "data"
+    data_dir = artifacts / "data"
     stem = f"{cell.task}-{cell.strategy}-{cell.train_examples}-s{cell.seed}"
     user_data = data_dir / f"{stem}.jsonl"
     if not user_data.is_file():
@@ -65,21 +65,23 @@ def _protected_dataset(cell: CellConfig, store: ResultsStore) -> tuple[Path, dic
     return protected, meta
 
 
-def run_cell(cell: CellConfig, store: ResultsStore) -> tuple[EvalResult, dict]:
-    """Run one cell; returns (what the evaluation measured, seconds per stage)."""
+def run_cell(cell: CellConfig, artifacts: Path) -> CellResult:
+    """Run one cell with its artifacts (datasets, runs, generations) under `artifacts`; returns
+    what the evaluation measured and the seconds per stage. Workers run this; it writes no
+    store."""
     from tasksafe.evaluate import EvalConfig, evaluate
     from tasksafe.train import FinetuneConfig, finetune
 
     timings: dict[str, float] = {}
     config = EvalConfig(target=cell.model, task=cell.task, seed=cell.seed, **cell.eval.model_dump())
-    eval_dir = store.artifacts / "evals" / cell.id
+    eval_dir = artifacts / "evals" / cell.id
     if cell.kind == "base":
         with _timed(timings, "evaluate"):
             result = evaluate(config.model_copy(update={"strategy": cell.strategy}), eval_dir, progress=False)
-        return result, timings
+        return CellResult(cell_id=cell.id, metrics=result, timings=timings)
     with _timed(timings, "protect"):
-        protected, meta = _protected_dataset(cell, store)
-    run_dir = store.artifacts / "runs" / cell.id
+        protected, meta = _protected_dataset(cell, artifacts)
+    run_dir = artifacts / "runs" / cell.id
     with _timed(timings, "finetune"):  # applies the mitigation's post-training step too (Safe LoRA)
         if not (run_dir / "adapter").is_dir() and not (run_dir / "model").is_dir():
             finetune(FinetuneConfig(model=cell.model, data=str(protected), output_dir=str(run_dir), seed=cell.seed,
@@ -88,7 +90,7 @@ def run_cell(cell: CellConfig, store: ResultsStore) -> tuple[EvalResult, dict]:
         result = evaluate(config.model_copy(update={"target": str(run_dir)}), eval_dir, progress=False)
     result = result.model_copy(update={"safety_examples": meta["safety_examples"],
                                        "user_examples": meta["user_examples"]})
-    return result, timings
+    return CellResult(cell_id=cell.id, metrics=result, timings=timings)
 
 
 def ensure_models(spec: Spec, echo: Callable[[str], None]) -> None:
@@ -123,16 +125,24 @@ def list_cells(cells: list[CellConfig], results_dir: str | Path, echo: Callable[
     echo(f"{len(cells)} cells, {finished} finished; about {total / 60:.0f} min of CPU time left")
 
 
-def run_spec(spec: Spec, results_dir: str | Path, dry_run: bool = False,
-             echo: Callable[[str], None] = print, only: dict[str, set[str]] | None = None) -> list[CellConfig]:
-    """Run every unfinished cell of `spec` (or, with `dry_run`, list them with estimates);
-    `only` (see `parse_only`) restricts the grid to a part of it."""
+def run_spec(spec: Spec, results_dir: str | Path, dry_run: bool = False, echo: Callable[[str], None] = print,
+             only: dict[str, set[str]] | None = None, executor: str = "local",
+             address: str | None = None) -> list[CellConfig]:
+    """Run every unfinished cell of `spec` on `executor` (`local` or `ray`, see
+    tasksafe.executors), or with `dry_run` list them with estimates; `only` (see `parse_only`)
+    restricts the grid to a part of it. Only this process writes the store: each finished cell
+    in one transaction, each failed one (an error, or a worker that died past `spec.retries`)
+    as a failure the report shows and the next run retries. Raises `GridFailed` when any
+    cell failed."""
     cells = [c for c in expand(spec) if selected(c, only or {})]
     if not cells:
         raise UserError("no cell of the grid matches the --only filters")
     if dry_run:
         list_cells(cells, results_dir, echo)
         return cells
+    from tasksafe.executors import make_executor
+
+    runner = make_executor(executor, address=address, retries=spec.retries)  # before the organism: fail fast
     ensure_models(spec, echo)
     from tasksafe.models.registry import model_version
 
@@ -140,16 +150,57 @@ def run_spec(spec: Spec, results_dir: str | Path, dry_run: bool = False,
     store = ResultsStore(results_dir)
     done = store.finished()
     todo = [c for c in cells if c.id not in done]
+    try:
+        failed = _run_cells(spec, todo, store, runner, builds, cell_artifacts(spec, results_dir))
+    finally:
+        store.close()
+        runner.close()
+    echo(f"{len(cells)} cells: {len(done)} were finished before, {len(todo) - len(failed)} ran now"
+         f"{f', {len(failed)} failed' if failed else ''}; results in {results_dir}")
+    if failed:
+        raise GridFailed(f"{len(failed)} of {len(todo)} cells failed (rerun to retry them):\n" + "\n".join(failed))
+    return cells
+
+
+def _run_cells(spec: Spec, todo: list[CellConfig], store: ResultsStore, runner, builds: dict[str, str],
+               artifacts: Path) -> list[str]:
+    """Hand the cells to the executor and store each outcome as it comes; returns a line per
+    failed cell."""
     from tqdm.auto import tqdm
 
+    from tasksafe.executors import Unit
+
+    by_id = {cell.id: cell for cell in todo}
+    units = [Unit(cell.id, run_cell, (cell, artifacts), spec.resources_for(cell.kind), cell_log(artifacts, cell.id))
+             for cell in todo]
     bar = tqdm(total=len(todo), desc=f"{spec.name}: cells", unit="cell", disable=not todo)
-    for cell in todo:
-        bar.set_postfix_str(f"{cell.kind} {cell.task} {cell.strategy} {cell.mitigation_label()} budget "
-                            f"{cell.budget:g} seed {cell.seed}")
-        result, timings = run_cell(cell, store)
-        store.record(spec.name, cell, result, timings, builds)
+    failed: list[str] = []
+
+    def show(running: int, waiting: int) -> None:
+        bar.set_postfix_str(f"{running} running, {waiting} waiting, {len(failed)} failed")
+
+    for outcome in runner.run_all(units, on_change=show):
+        cell, log = by_id[outcome.key], str(cell_log(artifacts, outcome.key))
+        if outcome.error is None:
+            store.record(spec.name, cell, outcome.value.metrics, outcome.value.timings, builds)
+        else:
+            store.record_failure(spec.name, cell, outcome.error, outcome.attempts, log)
+            failed.append(f"  {cell.id} ({cell.kind} {cell.task} {cell.strategy} {cell.mitigation_label()}): "
+                          f"{outcome.error}; log: {log}")
         bar.update()
     bar.close()
-    store.close()
-    echo(f"{len(cells)} cells: {len(done)} were finished before, {len(todo)} ran now; results in {results_dir}")
-    return cells
+    return failed
+
+
+class GridFailed(UserError):
+    """Some cells of a grid failed; the others are stored."""
+
+
+def cell_artifacts(spec: Spec, results_dir: str | Path) -> Path:
+    """Where the cells' datasets, runs, generations and logs go: the spec's `artifacts_dir`
+    (a path every worker reaches) or the store's own artifacts folder."""
+    return Path(spec.artifacts_dir).absolute() if spec.artifacts_dir else Path(results_dir).absolute() / "artifacts"
+
+
+def cell_log(artifacts: Path, cell_id: str) -> Path:
+    return artifacts / "logs" / f"{cell_id}.log"

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tasksafe.errors import UserError
 from tasksafe.evaluate.config import EvalSettings
+from tasksafe.executors import Resources
 from tasksafe.settings import Settings, check_names, read_mapping, validation_message
 from tasksafe.train.config import FinetuneSettings
 
@@ -51,6 +52,15 @@ class Spec(Settings):
     evaluate_base: bool = Field(True, description="also evaluate each model before fine-tuning, per strategy")
     train: FinetuneSettings = Field(default_factory=FinetuneSettings)
     eval: EvalSettings = Field(default_factory=lambda: EvalSettings(n=200))
+    resources: dict[Literal["base", "finetune"], Resources] = Field(
+        default_factory=dict, description="what each cell kind asks of a worker under --executor ray, e.g. "
+                                          "{finetune: {num_gpus: 1, num_cpus: 4}}; unset kinds ask 1 CPU")
+    artifacts_dir: str | None = Field(None, description="where datasets, adapters and generations go (default: "
+                                                        "RESULTS/artifacts); on several nodes a shared filesystem path")
+    retries: int = Field(2, ge=0, le=10, description="runs of a cell after its worker died, before it is failed")
+
+    def resources_for(self, kind: str) -> Resources:
+        return self.resources.get(kind, Resources())
 
     @field_validator("tasks", "strategies", "mitigations")
     @classmethod

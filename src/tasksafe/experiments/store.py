@@ -43,6 +43,20 @@ class CellRecord(BaseModel):
     finished_at: float
 
 
+class FailedCell(BaseModel):
+    """A cell whose last run failed: what went wrong, how often it started, where its log is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    spec: str
+    config: CellConfig
+    error: str
+    attempts: int
+    log: str | None
+    failed_at: float
+
+
 def git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -103,6 +117,9 @@ class ResultsStore:
                     id TEXT PRIMARY KEY, spec TEXT NOT NULL, schema_version INTEGER NOT NULL, config TEXT NOT NULL,
                     metrics TEXT NOT NULL, timings TEXT NOT NULL, versions TEXT NOT NULL, git_commit TEXT,
                     finished_at REAL NOT NULL)""")
+                self._db.execute("""CREATE TABLE IF NOT EXISTS failures (
+                    id TEXT PRIMARY KEY, spec TEXT NOT NULL, config TEXT NOT NULL, error TEXT NOT NULL,
+                    attempts INTEGER NOT NULL, log TEXT, failed_at REAL NOT NULL)""")
                 self._db.commit()
             self._check_schema()
         except sqlite3.DatabaseError as err:
@@ -141,6 +158,28 @@ class ResultsStore:
                              (row.id, row.spec, row.schema_version, dumps_strict(row.config.model_dump(mode="json")),
                               row.metrics.model_dump_json(), dumps_strict(row.timings), dumps_strict(row.versions),
                               row.git_commit, row.finished_at))
+            self._db.execute("DELETE FROM failures WHERE id = ?", (row.id,))
+
+    def record_failure(self, spec_name: str, cell: CellConfig, error: str, attempts: int, log: str | None) -> None:
+        """Note that `cell` failed (its error, how many times it started, its log); the cell
+        stays unfinished, so the next run tries it again, and a finished run clears the note."""
+        from tasksafe.data.io import dumps_strict
+
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (cell.id, spec_name, dumps_strict(cell.model_dump(mode="json")), error, attempts, log,
+                              time.time()))
+
+    def failures(self) -> list[FailedCell]:
+        """The cells whose last run failed and that have not finished since (none in a store
+        written before failures were kept)."""
+        try:
+            raw = self._db.execute("SELECT id, spec, config, error, attempts, log, failed_at FROM failures "
+                                   "WHERE id NOT IN (SELECT id FROM cells) ORDER BY failed_at").fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [FailedCell(id=r[0], spec=r[1], config=json.loads(r[2]), error=r[3], attempts=r[4], log=r[5],
+                           failed_at=r[6]) for r in raw]
 
     def rows(self) -> list[CellRecord]:
         """Every finished cell, oldest first; a damaged row is a `StoreError` naming its cell."""

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from tasksafe.executors import Executor, LocalExecutor, Resources, make_executor
 from tasksafe.gateway.state import State
 from tasksafe.settings import Settings
 
@@ -34,6 +35,8 @@ class Policy(Settings):
     gate_set: str = Field("advbench", description="harmful prompts the safety gate asks")
     gate_n: int = Field(20, ge=1, le=10_000, description="how many")
     gate_max_non_refusal: float = Field(0.2, ge=0, le=1, description="release the model only at or below this rate")
+    resources: Resources = Field(default_factory=Resources, description="what a job's training asks of a worker "
+                                                                        "under `serve --executor ray`")
 
 
 class Cancelled(Exception):
@@ -43,9 +46,10 @@ class Cancelled(Exception):
 class Worker(threading.Thread):
     """A thread that works the queue until `stop()`."""
 
-    def __init__(self, state: State, policy: Policy):
+    def __init__(self, state: State, policy: Policy, executor: Executor | None = None):
         super().__init__(daemon=True, name="tasksafe-gateway-worker")
         self.state, self.policy = state, policy
+        self.executor = executor or LocalExecutor()
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -58,7 +62,7 @@ class Worker(threading.Thread):
                 self._stop.wait(0.5)
                 continue
             try:
-                run_job(self.state, self.policy, job)
+                run_job(self.state, self.policy, job, self.executor)
             except Cancelled:
                 self.state.event(job["id"], "info", "message", "job cancelled")
             except Exception as err:  # a job's failure is its own, never the worker's
@@ -69,12 +73,11 @@ class Worker(threading.Thread):
 
 
 def _check(state: State, job_id: str) -> None:
-    current = state.get_job(None, job_id)
-    if current is None or current["status"] == "cancelled":
+    if _cancelled(state, job_id):
         raise Cancelled
 
 
-def run_job(state: State, policy: Policy, job: dict) -> None:
+def run_job(state: State, policy: Policy, job: dict, executor: Executor) -> None:
     from tasksafe.data.chat import read_examples, write_chat_jsonl
 
     job_id, tenant = job["id"], job["tenant"]
@@ -124,7 +127,7 @@ def run_job(state: State, policy: Policy, job: dict) -> None:
     data = work / "train.jsonl"
     write_chat_jsonl(data, examples)
     _check(state, job_id)
-    run_dir = _train(state, policy, job, data, work)
+    run_dir = _train(state, policy, job, data, work, executor)
     _check(state, job_id)
     gate = _gate(policy, job["model"], run_dir)
     state.event(job_id, "info" if gate["passed"] else "error", "gate",
@@ -143,11 +146,14 @@ def run_job(state: State, policy: Policy, job: dict) -> None:
         state.event(job_id, "info", "message", f"job succeeded: {name}")
 
 
-def _train(state: State, policy: Policy, job: dict, data: Path, work: Path) -> Path:
-    from transformers import TrainerCallback
+def _train(state: State, policy: Policy, job: dict, data: Path, work: Path, executor: Executor) -> Path:
+    """Hand the training to the executor (this process, or a Ray worker) and follow it: each
+    logged loss and checkpoint becomes an event; a cancelled job is asked to stop (a file the
+    training checks every step) and, on Ray, killed after 10 s."""
+    import concurrent.futures
 
+    from tasksafe.executors import Unit
     from tasksafe.train.config import FinetuneConfig
-    from tasksafe.train.sft import finetune
 
     hyper = job["hyperparameters"] or {}
     epochs = hyper.get("n_epochs") if isinstance(hyper.get("n_epochs"), int | float) else policy.epochs
@@ -155,30 +161,94 @@ def _train(state: State, policy: Policy, job: dict, data: Path, work: Path) -> P
                                                                           int | float) else 1.0)
     batch = hyper.get("batch_size") if isinstance(hyper.get("batch_size"), int) else 8
     job_id = job["id"]
-
-    class Events(TrainerCallback):
-        def on_log(self, args, trainer_state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                loss = float(logs["loss"])
-                state.event(job_id, "info", "metrics", f"step {trainer_state.global_step}: training loss {loss:.4f}",
-                            {"step": trainer_state.global_step, "train_loss": loss})
-
-        def on_save(self, args, trainer_state, control, **kwargs):
-            losses = [entry["loss"] for entry in trainer_state.log_history if "loss" in entry]
-            state.event(job_id, "info", "checkpoint", f"checkpoint at step {trainer_state.global_step}",
-                        {"step": trainer_state.global_step, "train_loss": float(losses[-1]) if losses else None})
-
-        def on_step_end(self, args, trainer_state, control, **kwargs):
-            current = state.get_job(None, job_id)
-            if current is None or current["status"] == "cancelled":
-                control.should_training_stop = True
-
     state.event(job_id, "info", "message", f"training {job['model']}: {epochs} epoch(s), lr {lr:g}, batch {batch}")
     config = FinetuneConfig(model=job["model"], data=str(data), output_dir=str(work / "run"), seed=job["seed"] or 0,
                             epochs=epochs, lr=lr, batch_size=batch, save_steps=policy.save_steps,
                             logging_steps=1)
-    run = finetune(config, progress=False, callbacks=[Events()])
-    return run.run_dir
+    progress, stop = work / "progress.jsonl", work / "stop"
+    stop.unlink(missing_ok=True)
+    seen = _lines(progress)  # a resumed job: what the earlier attempt wrote was mirrored then
+    submitted = executor.submit(Unit(job_id, train_unit, (config, str(progress), str(stop)), policy.resources,
+                                     work / "train.log"))
+    while True:
+        try:
+            run_dir = submitted.future.result(timeout=0.5)
+            break
+        except concurrent.futures.TimeoutError:
+            seen = _mirror(state, job_id, progress, seen)
+            if _cancelled(state, job_id):
+                stop.touch()
+                concurrent.futures.wait([submitted.future], timeout=10)
+                submitted.cancel()  # Ray: kill the task; this process: it stops at its next step
+                concurrent.futures.wait([submitted.future], timeout=60)
+                raise Cancelled from None
+        except Exception as err:
+            raise RuntimeError(f"training failed: {executor.describe_error(err, submitted.unit)}") from None
+    _mirror(state, job_id, progress, seen)
+    return Path(run_dir)
+
+
+def train_unit(config, progress: str, stop: str) -> str:
+    """The training as a unit of work (it may run on another machine with the state dir
+    shared): fine-tune, appending each logged loss and checkpoint to `progress` (JSON lines)
+    and stopping at the next step once the file `stop` exists. Returns the run directory."""
+    import json
+
+    from transformers import TrainerCallback
+
+    from tasksafe.train.sft import finetune
+
+    def note(kind: str, trainer_state, loss) -> None:
+        with open(progress, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"type": kind, "step": trainer_state.global_step,
+                                     "train_loss": None if loss is None else float(loss)}) + "\n")
+
+    class Progress(TrainerCallback):
+        def on_log(self, args, trainer_state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                note("metrics", trainer_state, logs["loss"])
+
+        def on_save(self, args, trainer_state, control, **kwargs):
+            losses = [entry["loss"] for entry in trainer_state.log_history if "loss" in entry]
+            note("checkpoint", trainer_state, losses[-1] if losses else None)
+
+        def on_step_end(self, args, trainer_state, control, **kwargs):
+            if Path(stop).exists():
+                control.should_training_stop = True
+
+    return str(finetune(config, progress=False, callbacks=[Progress()]).run_dir)
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text(encoding="utf-8").splitlines()) if path.is_file() else 0
+
+
+def _mirror(state: State, job_id: str, progress: Path, seen: int) -> int:
+    """Turn the progress lines after the first `seen` into job events; returns the new count."""
+    import json
+
+    if not progress.is_file():
+        return seen
+    lines = progress.read_text(encoding="utf-8").splitlines()
+    for line in lines[seen:]:
+        try:
+            entry = json.loads(line)
+        except ValueError:  # a line being written: read it next time
+            return seen
+        loss = entry["train_loss"]
+        if entry["type"] == "metrics":
+            state.event(job_id, "info", "metrics", f"step {entry['step']}: training loss {loss:.4f}",
+                        {"step": entry["step"], "train_loss": loss})
+        else:
+            state.event(job_id, "info", "checkpoint", f"checkpoint at step {entry['step']}",
+                        {"step": entry["step"], "train_loss": loss})
+        seen += 1
+    return seen
+
+
+def _cancelled(state: State, job_id: str) -> bool:
+    current = state.get_job(None, job_id)
+    return current is None or current["status"] == "cancelled"
 
 
 def _gate(policy: Policy, model: str, run_dir: Path) -> dict:
@@ -209,9 +279,10 @@ def _die_with_parent() -> None:
         pass
 
 
-def work(state_dir: str, policy_file: str | None) -> None:
+def work(state_dir: str, policy_file: str | None, executor: str = "local", address: str | None = None) -> None:
     """The worker process: one per state dir (a file lock; a second waits), working the queue
-    until it is killed."""
+    until it is killed; training runs on `executor` (`local`: in this process; `ray`: a Ray
+    task on the cluster at `address`, or on a local one started here)."""
     import fcntl
 
     from tasksafe.settings import load_settings
@@ -220,11 +291,12 @@ def work(state_dir: str, policy_file: str | None) -> None:
     policy = load_settings(Policy, policy_file)
     with open(state.root / "worker.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        runner = Worker(state, policy)
+        runner = Worker(state, policy, make_executor(executor, address=address, retries=2))
         runner.run()
 
 
 if __name__ == "__main__":
     import sys
 
-    work(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None)
+    args = sys.argv[1:] + [""] * 4
+    work(args[0], args[1] or None, args[2] or "local", args[3] or None)

@@ -53,6 +53,22 @@ STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#22
          "th{background:#f3f3f3}img{max-width:100%}figcaption{font-size:13px;color:#555}")
 
 
+def failed_table(results_dir: str | Path) -> tuple[list[str], list[list[str]]]:
+    """The cells of a store whose last run failed and that have not finished since (an
+    exported results file keeps finished cells only, so it has none)."""
+    from tasksafe.experiments.store import ResultsStore, store_path
+
+    if not store_path(results_dir).is_file():
+        return [], []
+    store = ResultsStore(results_dir, read_only=True)
+    failures = store.failures()
+    store.close()
+    headers = ["cell", "kind", "task", "strategy", "mitigation", "budget", "seed", "starts", "error", "log"]
+    return headers, [[f.id, f.config.kind, f.config.task, f.config.strategy, f.config.mitigation_label(),
+                      f"{f.config.budget:g}", str(f.config.seed), str(f.attempts), f.error, f.log or "-"]
+                     for f in failures]
+
+
 def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
     """Write report.md, report.html and the PNG plots from a results folder or an exported
     results file (`tasksafe results export`); returns the Markdown path."""
@@ -68,6 +84,9 @@ def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
         raise OutputError(str(out), f"cannot be created ({err.strerror})") from None
     plots = make_plots(rows, out)
     tables = [("The attack", attack_table(rows)), ("Mitigations", mitigation_table(rows))]
+    failed = failed_table(results_dir)
+    if failed[1]:
+        tables.append(("Failed cells", failed))
     sources, intro = provenance(rows), _sample_sizes(rows)
     md = ["# tasksafe report", "", intro, ""]
     for title, file in plots:

@@ -6,13 +6,13 @@ under `accelerate launch` on many GPUs (see docs/models.md)."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasksafe import __version__
 from tasksafe.data.chat import read_examples
 from tasksafe.data.io import atomic_write, write_json
+from tasksafe.executors import torch_threads
 from tasksafe.train.config import FinetuneConfig
 from tasksafe.train.tokenize import tokenize_dataset
 
@@ -78,7 +78,7 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not torch.cuda.is_available():
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(torch_threads())
     meta = protect_sidecar(config.data)
     post_training = (meta or {}).get("post_training")
     model, tokenizer = load_model(config.model)
