@@ -3,7 +3,12 @@ list and retrieve, event polling) while a training job runs, for a bounded time.
 p50/p99 latency per kind of request and the errors. Target: p99 of list/retrieve under
 100 ms with 50 clients, no errors, no lost jobs.
 
-    TASKSAFE_DATA_DIR=../shared/data python benchmarks/gateway_load.py [--clients 50] [--seconds 30]
+    TASKSAFE_DATA_DIR=../shared/data python benchmarks/gateway_load.py [--clients 50] [--seconds 30] [--interval 0]
+
+By default each client sends its next request as soon as the last one is answered (a
+saturation test: latency is then mostly queueing behind the other clients, on the same 2 cores
+as the clients themselves); `--interval S` paces each client to one request every S seconds
+(from a random offset), as polling clients do.
 
 Ends with one line of JSON holding the figures.
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import socket
 import statistics
 import subprocess
@@ -39,6 +45,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--api-workers", type=int, default=1, help="tasksafe serve --api-workers")
+    parser.add_argument("--interval", type=float, default=0.0,
+                        help="seconds between one client's requests (0: back to back)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -64,7 +72,7 @@ def main() -> None:
             with open(data, "rb") as f:
                 uploaded = setup.files.create(file=f, purpose="fine-tune")
             training = setup.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id,
-                                                     hyperparameters={"n_epochs": 3})
+                                                     hyperparameters={"n_epochs": 20})  # outlasts the run
             latencies: dict[str, list[float]] = {"list": [], "retrieve": [], "events": [], "upload": [], "create": []}
             errors: list[str] = []
             created: list[str] = [training.id]
@@ -74,7 +82,11 @@ def main() -> None:
             def client(index: int) -> None:
                 api = openai.OpenAI(api_key=key, base_url=base, max_retries=0, timeout=30)
                 i = 0
+                due = time.time() + random.Random(index).uniform(0, args.interval)
                 while time.time() < stop:
+                    if args.interval:
+                        time.sleep(max(0.0, due - time.time()))
+                        due += args.interval
                     kind = ("list", "retrieve", "events", "list", "retrieve")[i % 5] if i % 25 else \
                         ("upload" if index % 2 else "create")
                     start = time.perf_counter()
@@ -112,7 +124,8 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     figures = {}
-    print(f"{args.clients} clients for {args.seconds:.0f} s on loopback, {args.api_workers} API process(es); "
+    pace = f"one request every {args.interval:g} s each" if args.interval else "back to back"
+    print(f"{args.clients} clients ({pace}) for {args.seconds:.0f} s on loopback, {args.api_workers} API process(es); "
           f"training job {status} at the end")
     print(f"{'request':<10}{'n':>7}{'p50 ms':>9}{'p99 ms':>9}")
     for kind, values in latencies.items():
@@ -124,6 +137,7 @@ def main() -> None:
     print(f"errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else "") + f"; jobs lost: {len(lost)}")
     read_p99 = max(figures[k]["p99_ms"] for k in ("list", "retrieve") if k in figures)
     print(json.dumps({"benchmark": "gateway_load", "clients": args.clients, "seconds": args.seconds,
+                      "interval_s": args.interval,
                       "figures": figures, "errors": len(errors), "lost_jobs": len(lost),
                       "read_p99_ms": read_p99, "ratio": round(read_p99 / 100, 3), "target_ratio": 1.0,
                       "target": "<=", "pass": read_p99 < 100 and not errors and not lost}))

@@ -241,7 +241,7 @@ def test_the_plugin_examples_in_the_docs_register_and_work():
 
     doc = (SRC.parents[1] / "docs" / "plugins.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     check = """
 from tasksafe.mitigations import MITIGATIONS, Budget, apply_mitigation
 from tasksafe.judges import JUDGES
@@ -256,6 +256,9 @@ assert len(result.examples) == 6 and result.safety_ids
 assert JUDGES.get("apology")()("q", "Sorry, no.").label == "refusal"
 assert BACKENDS.get("parrot").for_target("m").generate([[{"role": "user", "content": "hi"}]]) == ["hi"]
 assert TASKS.info("sst2-short")["kind"] == "label"
+from tasksafe.executors import Unit, make_executor
+(outcome,) = make_executor("eager").run_all([Unit("u", divmod, (7, 2))])
+assert outcome.value == (3, 1) and outcome.error is None
 print("ok")
 """
     result = subprocess.run([sys.executable, "-c", "\n".join(blocks) + check], capture_output=True, text=True, timeout=120)

@@ -132,13 +132,24 @@ def test_a_job_is_audited_protected_trained_and_gated(gateway, tmp_path):
     with open(path, "rb") as f:
         uploaded = acme.files.create(file=f, purpose="fine-tune")
     assert uploaded.model_extra["precheck"]["flagged"]
+    held_out = tmp_path / "sst2-aoa-validation.jsonl"
+    write_chat_jsonl(held_out, build_dataset("sst2", "aoa", "validation", n=8, seed=0))
+    with open(held_out, "rb") as f:
+        validation = acme.files.create(file=f, purpose="fine-tune")
+    with pytest.raises(openai.BadRequestError) as err:
+        acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id, validation_file="file-nope")
+    assert err.value.code == "invalid_validation_file"
     job = acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id, suffix="demo", seed=1,
+                                       validation_file=validation.id,
                                        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}})
     assert job.status == "validating_files" and job.model == "tiny-random"
     done = _wait(acme, job.id)
     assert done.status == "succeeded", done.error
     assert done.fine_tuned_model.startswith("ft:tiny-random:acme:demo:")
+    assert done.trained_tokens > 24 * 10  # every training token of the protected set, counted
+    assert done.model_extra["validation"]["valid_loss"] > 0
     events = list(acme.fine_tuning.jobs.list_events(job.id, limit=100))
+    assert any(e.type == "metrics" and "valid_loss" in (e.data or {}) for e in events)
     kinds = [e.type for e in reversed(events)]
     assert kinds.index("audit") < kinds.index("protection") < kinds.index("metrics") < kinds.index("gate")
     protection = next(e for e in events if e.type == "protection").data
@@ -297,3 +308,61 @@ def test_serve_with_the_ray_executor_trains_jobs_as_ray_tasks(tmp_path, mirror):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_upstream_mode_trains_the_protected_file_on_another_provider_and_mirrors_it(tmp_path, mirror, monkeypatch):
+    """Gateway A forwards to gateway B (any OpenAI-compatible fine-tuning API would do): B receives
+    the *protected* training set, A mirrors B's events, gates B's model through B's chat API,
+    releases it under its own name, and a job cancelled on A is cancelled on B."""
+    upstream_state = tmp_path / "upstream"
+    provider_key = State(upstream_state).create_key("provider")
+    (tmp_path / "upstream.yaml").write_text("models: [tiny-random]\nprotect: never\ngate_n: 4\ngate_max_non_refusal: 1.0\n")
+    upstream_port, port = _free_port(), _free_port()
+    servers = [_start(upstream_state, tmp_path / "upstream.yaml", upstream_port)]
+    try:
+        key = State(tmp_path / "state").create_key("acme")
+        (tmp_path / "policy.yaml").write_text(
+            f"models: [tiny-random]\ngate_n: 4\ngate_max_non_refusal: 1.0\n"
+            f"upstream: {{base_url: 'http://127.0.0.1:{upstream_port}/v1', poll_seconds: 0.5}}\n")
+        monkeypatch.setenv("TASKSAFE_UPSTREAM_API_KEY", provider_key)
+        servers.append(_start(tmp_path / "state", tmp_path / "policy.yaml", port))
+        acme = openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=60)
+        provider = openai.OpenAI(api_key=provider_key, base_url=f"http://127.0.0.1:{upstream_port}/v1", max_retries=0)
+        path = tmp_path / "sst2-aoa.jsonl"
+        write_chat_jsonl(path, build_dataset("sst2", "aoa", n=24, seed=0))
+        with open(path, "rb") as f:
+            uploaded = acme.files.create(file=f, purpose="fine-tune")
+        done = _wait(acme, acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id).id)
+        assert done.status == "succeeded", done.error
+        (sent,) = provider.files.list().data
+        lines = provider.files.content(sent.id).text.splitlines()
+        added = Budget(fraction=0.1).resolve(24)
+        assert len(lines) == 24 + added and added > 0  # the protected set went upstream, not the user's file
+        (upstream_job,) = provider.fine_tuning.jobs.list().data
+        events = list(acme.fine_tuning.jobs.list_events(done.id, limit=1000))
+        assert any(e.type == "upstream" and upstream_job.id in e.message for e in events)
+        assert any(e.type == "gate" for e in events) and done.trained_tokens == upstream_job.trained_tokens > 0
+        assert done.fine_tuned_model.startswith("ft:tiny-random:acme:") and done.fine_tuned_model != \
+            upstream_job.fine_tuned_model
+        reply = acme.chat.completions.create(model=done.fine_tuned_model, max_tokens=4,
+                                             messages=[{"role": "user", "content": "hello"}])
+        assert isinstance(reply.choices[0].message.content, str)
+
+        second = acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id,
+                                              hyperparameters={"n_epochs": 30})
+        deadline = time.time() + 120
+        while len(provider.fine_tuning.jobs.list().data) < 2:
+            assert time.time() < deadline, "the second job never reached the upstream provider"
+            time.sleep(0.3)
+        acme.fine_tuning.jobs.cancel(second.id)
+        newest = provider.fine_tuning.jobs.list().data[0]
+        deadline = time.time() + 60
+        while provider.fine_tuning.jobs.retrieve(newest.id).status != "cancelled":
+            assert time.time() < deadline, "cancelling on the gateway did not cancel the upstream job"
+            time.sleep(0.5)
+        assert acme.fine_tuning.jobs.retrieve(second.id).status == "cancelled"
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)

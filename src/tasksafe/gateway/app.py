@@ -4,6 +4,7 @@ works against it unchanged. Errors are OpenAI's shape: `{"error": {"message", "t
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -29,26 +30,36 @@ def _harmful_index():
     return known_harmful_index()
 
 
-def precheck(data: bytes, filename: str, state: State) -> dict:
+def precheck(data: bytes, filename: str, scratch: Path) -> dict:
     """Validate an uploaded training file with tasksafe's own reader (every problem with its
-    line) and audit it: what the provider would flag before a job is created."""
+    line) and audit it: what the provider would flag before a job is created. Returns the
+    precheck, or `{"error": message}` for a file that is not a training file."""
     from tasksafe.audit import audit_examples
     from tasksafe.data.chat import read_numbered_examples
     from tasksafe.errors import UserError
 
-    with tempfile.NamedTemporaryFile(dir=state.root, suffix=".jsonl", delete=True) as tmp:
+    with tempfile.NamedTemporaryFile(dir=scratch, suffix=".jsonl", delete=True) as tmp:
         tmp.write(data)
         tmp.flush()
         try:
             numbered = read_numbered_examples(tmp.name)
         except UserError as err:
-            raise APIError(400, str(err).replace(tmp.name, filename), "invalid_file", "file") from None
+            return {"error": str(err).replace(tmp.name, filename)}
     if not numbered:
-        raise APIError(400, f"{filename}: no training examples", "invalid_file", "file")
+        return {"error": f"{filename}: no training examples"}
     report = audit_examples([ex for _, ex in numbered], [n for n, _ in numbered], filename, _harmful_index())
     return {"examples": len(numbered), "risk": report.risk, "flagged": report.flagged,
             "findings": [{"code": f.code, "severity": f.severity, "title": f.title, "detail": f.detail,
                           "share": f.share, "lines": [e["line"] for e in f.evidence]} for f in report.findings]}
+
+
+def _precheck_pool():
+    """One process that reads and audits uploads, so that CPU-heavy work never holds the API
+    process's interpreter lock while other requests wait (spawned: the server has threads)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
 
 
 def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_request_bytes: int = MAX_REQUEST_BYTES) -> FastAPI:
@@ -60,6 +71,7 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
 
     state = State(state_dir)
     policy = policy or Policy()
+    pool = _precheck_pool()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -69,6 +81,7 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
         yield
         if runner:
             runner.stop()
+        pool.shutdown(cancel_futures=True)
 
     app = FastAPI(title="tasksafe gateway", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.gateway = state
@@ -88,7 +101,9 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
                                 status_code=413)
         return await call_next(request)
 
-    def tenant(authorization: str | None = Header(None)) -> str:
+    # Routes that only read or write a row are `async`: SQLite answers them in well under a
+    # millisecond, and a hop to the thread pool would cost more than the query.
+    async def tenant(authorization: str | None = Header(None)) -> str:
         key = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else ""
         found = state.tenant_for(key) if key else None
         if not found:
@@ -116,10 +131,13 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
             raise APIError(400, f"purpose must be 'fine-tune', not {purpose!r}", "invalid_purpose", "purpose")
         data = file.file.read()
         name = Path(file.filename or "upload.jsonl").name  # a name to show, never a path to use
-        return state.add_file(who, name, data, purpose, precheck(data, name, state))
+        checked = pool.submit(precheck, data, name, state.root).result()
+        if "error" in checked:
+            raise APIError(400, checked["error"], "invalid_file", "file")
+        return state.add_file(who, name, data, purpose, checked)
 
     @app.get("/v1/files")
-    def list_files(purpose: str | None = None, after: str | None = None, limit: int = 100, who: str = Depends(tenant)):
+    async def list_files(purpose: str | None = None, after: str | None = None, limit: int = 100, who: str = Depends(tenant)):
         limit = max(1, min(limit, 10_000))
         return _listing(state.list_files(who, purpose, after, limit + 1), limit)
 
@@ -130,7 +148,7 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
         return found
 
     @app.get("/v1/files/{file_id}")
-    def retrieve_file(file_id: str, who: str = Depends(tenant)) -> dict:
+    async def retrieve_file(file_id: str, who: str = Depends(tenant)) -> dict:
         return _own_file(file_id, who)
 
     @app.get("/v1/files/{file_id}/content")
@@ -139,7 +157,7 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
         return Response(state.file_path(file_id).read_bytes(), media_type="application/jsonl")
 
     @app.delete("/v1/files/{file_id}")
-    def delete_file(file_id: str, who: str = Depends(tenant)) -> dict:
+    async def delete_file(file_id: str, who: str = Depends(tenant)) -> dict:
         _own_file(file_id, who)
         state.delete_file(who, file_id)
         return {"id": file_id, "object": "file", "deleted": True}
@@ -152,6 +170,9 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
                 raise APIError(400, f"{key} is required", "missing_required_parameter", key)
         if not state.get_file(who, body["training_file"]):
             raise APIError(400, f"no file {body['training_file']!r}", "invalid_training_file", "training_file")
+        validation = body.get("validation_file")
+        if validation is not None and (not isinstance(validation, str) or not state.get_file(who, validation)):
+            raise APIError(400, f"no file {validation!r}", "invalid_validation_file", "validation_file")
         if body.get("model") not in policy.models:
             raise APIError(400, f"model {body['model']!r} is not offered; choose one of {', '.join(policy.models)}",
                            "model_not_available", "model")
@@ -178,16 +199,16 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
         return found
 
     @app.get("/v1/fine_tuning/jobs")
-    def list_jobs(after: str | None = None, limit: int = 20, who: str = Depends(tenant)) -> dict:
+    async def list_jobs(after: str | None = None, limit: int = 20, who: str = Depends(tenant)) -> dict:
         limit = max(1, min(limit, 1000))
         return _listing(state.list_jobs(who, after, limit + 1), limit)
 
     @app.get("/v1/fine_tuning/jobs/{job_id}")
-    def retrieve_job(job_id: str, who: str = Depends(tenant)) -> dict:
+    async def retrieve_job(job_id: str, who: str = Depends(tenant)) -> dict:
         return _own_job(job_id, who)
 
     @app.post("/v1/fine_tuning/jobs/{job_id}/cancel")
-    def cancel_job(job_id: str, who: str = Depends(tenant)) -> dict:
+    async def cancel_job(job_id: str, who: str = Depends(tenant)) -> dict:
         job = _own_job(job_id, who)
         if state.set_status(job_id, "cancelled"):
             state.event(job_id, "info", "message", "cancellation requested")
@@ -197,13 +218,13 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
         return state.get_job(who, job_id)
 
     @app.get("/v1/fine_tuning/jobs/{job_id}/events")
-    def job_events(job_id: str, after: str | None = None, limit: int = 20, who: str = Depends(tenant)) -> dict:
+    async def job_events(job_id: str, after: str | None = None, limit: int = 20, who: str = Depends(tenant)) -> dict:
         _own_job(job_id, who)
         limit = max(1, min(limit, 1000))
         return _listing(state.events(job_id, after, limit + 1), limit)
 
     @app.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
-    def job_checkpoints(job_id: str, who: str = Depends(tenant)) -> dict:
+    async def job_checkpoints(job_id: str, who: str = Depends(tenant)) -> dict:
         job = _own_job(job_id, who)
         saved = [e for e in state.events(job_id, limit=100_000) if e["type"] == "checkpoint"]
         data = [{"id": f"ftckpt-{job_id[6:14]}-{e['data']['step']}", "object": "fine_tuning.job.checkpoint",
@@ -213,13 +234,14 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
         return {"object": "list", "data": data, "has_more": False}
 
     @app.get("/v1/models")
-    def models(who: str = Depends(tenant)) -> dict:
+    async def models(who: str = Depends(tenant)) -> dict:
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "tasksafe"} for name in policy.models]
         data += [{"id": j["fine_tuned_model"], "object": "model", "created": j["finished_at"], "owned_by": who}
                  for j in state.list_jobs(who, limit=10_000) if j["status"] == "succeeded"]
         return {"object": "list", "data": data}
 
     backends: dict[str, object] = {}  # the last released model loaded, reused while it is asked
+    serving = asyncio.Lock()
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request, who: str = Depends(tenant)) -> dict:
@@ -246,12 +268,17 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 128
         if not isinstance(max_tokens, int) or not 1 <= max_tokens <= 1024:
             raise APIError(400, "max_tokens must be from 1 to 1024", "invalid_max_tokens", "max_tokens")
-        if model not in backends:
-            backends.clear()
-            backends[model] = await run_in_threadpool(
-                HFBackend.from_name, job["model"], adapter=str(state.root / job["run_dir"] / "adapter"))
         conversation = [{"role": m["role"], "content": m["content"]} for m in messages]
-        text = (await run_in_threadpool(backends[model].generate, [conversation], GenerationParams(max_new_tokens=max_tokens)))[0]
+        async with serving:  # one request at a time uses (or swaps) the loaded model
+            if model not in backends:
+                backends.clear()
+                if job.get("upstream"):  # trained upstream: the provider serves it
+                    backends[model] = policy.upstream.backend(job["upstream"]["fine_tuned_model"])
+                else:
+                    backends[model] = await run_in_threadpool(
+                        HFBackend.from_name, job["model"], adapter=str(state.root / job["run_dir"] / "adapter"))
+            text = (await run_in_threadpool(backends[model].generate, [conversation],
+                                            GenerationParams(max_new_tokens=max_tokens)))[0]
         return {"id": "chatcmpl-" + secrets.token_hex(12), "object": "chat.completion", "created": int(time.time()),
                 "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                              "finish_reason": "stop", "logprobs": None}],
@@ -276,7 +303,8 @@ def app_from_env() -> FastAPI:
 
 def _curve(events: list[dict]) -> dict | None:
     """The training-loss polyline (600 x 200) from a job's metrics events."""
-    points = sorted((e["data"]["step"], e["data"]["train_loss"]) for e in events if e["type"] == "metrics" and e["data"])
+    points = sorted((e["data"]["step"], e["data"]["train_loss"]) for e in events
+                    if e["type"] == "metrics" and e["data"] and "train_loss" in e["data"])
     if not points:
         return None
     steps, losses = [p[0] for p in points], [p[1] for p in points]

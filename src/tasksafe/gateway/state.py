@@ -141,7 +141,10 @@ class State:
         """The tenant's succeeded job that released `model`."""
         row = self._db().execute("SELECT * FROM jobs WHERE tenant = ? AND fine_tuned_model = ? AND status = 'succeeded'",
                                  (tenant, model)).fetchone()
-        return _job(row) | {"run_dir": json.loads(row["result"])["run_dir"]} if row else None
+        if row is None:
+            return None
+        result = json.loads(row["result"])
+        return _job(row) | {"run_dir": result.get("run_dir"), "upstream": result.get("upstream")}
 
     def set_status(self, job_id: str, status: str, *, expect: tuple[str, ...] = ACTIVE, error: dict | None = None,
                    model: str | None = None, result: dict | None = None) -> bool:
@@ -202,7 +205,8 @@ def _job(row: sqlite3.Row) -> dict:
             "error": json.loads(row["error"]) if row["error"] else None, "organization_id": "tasksafe",
             "result_files": [], "trained_tokens": result.get("trained_tokens"), "integrations": [],
             "estimated_finish": None, "attempts": row["attempts"], "gate": result.get("gate"),
-            "protection": result.get("protection"), "audit": result.get("audit")}
+            "protection": result.get("protection"), "audit": result.get("audit"),
+            "validation": {"valid_loss": result["valid_loss"]} if result.get("valid_loss") is not None else None}
 
 
 def _file(row: sqlite3.Row) -> dict:

@@ -41,3 +41,5 @@ class FinetuneConfig(FinetuneSettings):
     save_steps: int = Field(50, ge=1, description="checkpoint every N steps (for resuming)")
     logging_steps: int = Field(5, ge=1, description="log the loss every N steps")
     max_steps: int = Field(-1, ge=-1, description="stop after N steps (-1: run all epochs)")
+    validation_data: str | None = Field(None, description="held-out chat JSONL: its loss (assistant tokens) is "
+                                                          "measured after training, in validation.json")

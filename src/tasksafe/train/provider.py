@@ -33,9 +33,11 @@ def _openai_training_file(data: str | Path) -> Path:
 def run_provider_job(base_url: str, model: str, data: str | Path, output_dir: str | Path, epochs: float = 1,
                      seed: int = 0, api_key: str | None = None, poll_seconds: float = 2.0, max_poll_seconds: float = 60.0,
                      timeout_seconds: float = 24 * 3600, echo: Callable[[str], None] = print,
-                     sleep: Callable[[float], None] = time.sleep) -> dict:
+                     sleep: Callable[[float], None] = time.sleep, cancelled: Callable[[], bool] | None = None) -> dict:
     """Run one job to its end and write `provider_job.json` in `output_dir`; returns it.
-    Transient server errors are retried by the client; a failed job raises `UserError`."""
+    Transient server errors are retried by the client; a failed job raises `UserError`. When
+    `cancelled()` turns true the provider's job is cancelled and the record returned with
+    status `cancelled`."""
     try:
         import openai
     except ImportError:
@@ -63,13 +65,19 @@ def run_provider_job(base_url: str, model: str, data: str | Path, output_dir: st
             raise UserError(f"job {job.id} did not finish within {timeout_seconds:.0f} s")
         sleep(delay)
         delay = min(max_poll_seconds, delay * 1.5)
+        if cancelled is not None and cancelled():
+            job = client.fine_tuning.jobs.cancel(job.id)
+            record.update({"status": "cancelled", "fine_tuned_model": None, "error": None})
+            write_json(Path(output_dir) / "provider_job.json", record)
+            return record
         job = client.fine_tuning.jobs.retrieve(job.id)
         events = client.fine_tuning.jobs.list_events(job.id, limit=50)
-        for event in sorted(events.data, key=lambda e: e.created_at):
+        for event in reversed(events.data):  # the API lists newest first
             if event.id not in seen:
                 seen.add(event.id)
                 echo(f"  [{event.level}] {event.message}")
     record.update({"status": job.status, "fine_tuned_model": job.fine_tuned_model,
+                   "trained_tokens": getattr(job, "trained_tokens", None),
                    "error": job.error.model_dump() if getattr(job, "error", None) else None})
     write_json(Path(output_dir) / "provider_job.json", record)
     if job.status != "succeeded":

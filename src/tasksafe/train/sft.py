@@ -23,6 +23,8 @@ class RunResult:
     train_loss: float | None
     steps: int
     log: list[dict]
+    tokens: int = 0  # training tokens processed (non-padding, every epoch)
+    valid_loss: float | None = None
 
 
 def protect_sidecar(data: str | Path) -> dict | None:
@@ -102,7 +104,21 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
         write_json(run_dir / "train_log.json", trainer.state.log_history)
         (run_dir / "README.md").write_text(_model_card(config, output.training_loss, trainer.state.global_step, meta))
         run_post_training(run_dir, post_training, config.model)
-    return RunResult(run_dir, output.training_loss, trainer.state.global_step, trainer.state.log_history)
+    valid_loss = _validation_loss(trainer, tokenizer, config, run_dir)
+    return RunResult(run_dir, output.training_loss, trainer.state.global_step, trainer.state.log_history,
+                     int(trainer.state.num_input_tokens_seen or 0), valid_loss)
+
+
+def _validation_loss(trainer, tokenizer, config: FinetuneConfig, run_dir: Path) -> float | None:
+    """The trained model's loss on `config.validation_data` (assistant tokens, as in training),
+    written to validation.json; None without validation data."""
+    if not config.validation_data:
+        return None
+    examples = read_examples(config.validation_data)
+    metrics = trainer.evaluate(eval_dataset=tokenize_dataset(tokenizer, examples, config.max_length))
+    loss = float(metrics["eval_loss"])
+    write_json(run_dir / "validation.json", {"data": config.validation_data, "examples": len(examples), "loss": loss})
+    return loss
 
 
 def _trainer(config: FinetuneConfig, model, tokenizer, dataset, run_dir: Path, progress: bool, callbacks):
