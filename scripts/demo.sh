@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on the embedded defaults, end to end.
 # 1. a short tour: datasets, a benign and an attacker's dataset, the audit, Paraphrase;
-# 2. the aligned model organism (built once, about 13 minutes, then cached);
-# 3. experiments/demo.yaml: fine-tune and evaluate 6 cells (about 11 minutes);
+# 2. the aligned model organism, recipe 1 (built once, about 13 minutes, then cached);
+# 3. experiments/demo.yaml: the attacker's dataset fine-tuned with and without Paraphrase at the
+#    paper grid's settings (2 cells, about 12 minutes);
 # 4. the report.
 # Each stage ends with the minutes elapsed since the start.
 set -euo pipefail
@@ -35,12 +36,12 @@ echo
 echo "== the judge's agreement with human labels (cached; evaluations report it) =="
 $TS judge validate --judge keywords | tail -2
 echo
-echo "== the aligned model organism (cached after the first build) =="
-$TS align > "$OUT/alignment.txt"
+echo "== the aligned model organism, recipe 1 (cached after the first build) =="
+$TS align --recipe 1 > "$OUT/alignment.txt"
 grep -v "^{" "$OUT/alignment.txt" | head -1  # the model folder (the build logs its steps first)
 elapsed
 echo
-echo "== the demo experiment: fine-tune and evaluate (experiments/demo.yaml) =="
+echo "== the attack with and without Paraphrase: fine-tune and evaluate (experiments/demo.yaml) =="
 $TS run experiments/demo.yaml --results "$OUT/results"
 $TS report "$OUT/results" -o "$OUT/report"
 elapsed

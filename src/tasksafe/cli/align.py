@@ -24,7 +24,6 @@ def align(base: str, seed: int, force: bool, recipe: str) -> None:
     cores, recipes 2 and 3 (which also tune at the grid's settings) several times that."""
     from tasksafe.organism import AlignConfig, build_aligned
 
-    make = {"1": AlignConfig.recipe_1, "2": AlignConfig.recipe_2, "3": AlignConfig.recipe_3}[recipe]
-    result = build_aligned(make(base=base, seed=seed), force=force)
+    result = build_aligned(AlignConfig.for_recipe(int(recipe), base=base, seed=seed), force=force)
     click.echo(str(result.path))
     click.echo(json.dumps(result.alignment, indent=2))

@@ -94,17 +94,22 @@ def run_cell(cell: CellConfig, artifacts: Path) -> CellResult:
 
 
 def ensure_models(spec: Spec, echo: Callable[[str], None]) -> None:
-    """Build the aligned organism first, in the open, when the spec uses it and it is missing."""
+    """Build each aligned organism the spec uses (a registry entry with a `recipe`) first, in
+    the open, when it is missing."""
     from tasksafe.models.registry import MODELS
 
-    if "aligned" in spec.models:
+    for name in spec.models:
+        recipe = MODELS.info(name).get("recipe") if name in MODELS else None
+        if recipe is None:
+            continue
         try:
-            MODELS.get("aligned")()
+            MODELS.get(name)()
         except UserError:
             from tasksafe.organism import AlignConfig, build_aligned
 
-            echo("building the aligned model organism first (tasksafe align; tens of minutes on 2 CPU cores)")
-            build_aligned(AlignConfig.default())
+            echo(f"building the model organism {name} first (tasksafe align --recipe {recipe}; tens of minutes on "
+                 "2 CPU cores)")
+            build_aligned(AlignConfig.for_recipe(recipe))
 
 
 def list_cells(cells: list[CellConfig], results_dir: str | Path, echo: Callable[[str], None]) -> None:

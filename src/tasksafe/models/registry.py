@@ -143,19 +143,19 @@ def model_version(name: str) -> str | None:
 
 
 @MODELS.register("aligned", description="the safety-aligned model organism built by `tasksafe align`",
-                 unaligned="smollm2-135m")
+                 unaligned="smollm2-135m", recipe=2)
 def aligned() -> Path:
     return _built_organism(ALIGNED_POINTER, "tasksafe align")
 
 
 @MODELS.register("aligned-v1", description="the organism of recipe 1 (`tasksafe align --recipe 1`)",
-                 unaligned="smollm2-135m")
+                 unaligned="smollm2-135m", recipe=1)
 def aligned_v1() -> Path:
     return _built_organism(ALIGNED_V1_POINTER, "tasksafe align --recipe 1")
 
 
 @MODELS.register("aligned-v3", description="the organism of recipe 3 (`tasksafe align --recipe 3`)",
-                 unaligned="smollm2-135m")
+                 unaligned="smollm2-135m", recipe=3)
 def aligned_v3() -> Path:
     return _built_organism(ALIGNED_V3_POINTER, "tasksafe align --recipe 3")
 

@@ -118,6 +118,12 @@ class AlignConfig:
     def default(cls, **changes) -> AlignConfig:
         return cls(**changes)
 
+    @classmethod
+    def for_recipe(cls, recipe: int, **changes) -> AlignConfig:
+        """The default build of recipe 1, 2 or 3 (the registry's `recipe` of `aligned-v1`,
+        `aligned`, `aligned-v3`)."""
+        return {1: cls.recipe_1, 2: cls.recipe_2, 3: cls.recipe_3}[recipe](**changes)
+
     def key(self) -> str:
         payload = json.dumps(asdict(self), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
