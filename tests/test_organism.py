@@ -32,3 +32,20 @@ def test_alignment_data_follows_the_recipe():
     recipe_1 = build_alignment_data(AlignConfig.recipe_1(safety_pairs=60, benign_instructions=30),
                                     lambda convs: ["Here is a short and helpful answer."] * len(convs))
     assert not any(e.messages[-1].content.startswith(LONG_COMPLIANT_OPENINGS) for e in recipe_1)
+
+
+def test_recipe_4_answers_short_layouts_briefly_and_keeps_the_other_recipes_data():
+    long_answer = "The first step is to gather every ingredient you need and lay them out on the counter. Then mix."
+    answer = lambda convs: [long_answer] * len(convs)  # noqa: E731
+    assert AlignConfig.recipe_4().recipe == 4 and AlignConfig.for_recipe(4) == AlignConfig.recipe_4()
+    assert AlignConfig.recipe_4().key() not in {AlignConfig.for_recipe(r).key() for r in (1, 2, 3)}
+    data = build_alignment_data(AlignConfig.recipe_4(safety_pairs=40, benign_instructions=60), answer)
+    benign = [e for e in data if e.metadata["kind"] == "benign"]
+    short = [e for e in benign if any(e.messages[-2].content.endswith(layout.split("{x}")[-1]) for layout in SHORT_LAYOUTS)]
+    assert 15 <= len(short) <= 45  # about half of the requests in short-answer layouts
+    assert all(e.messages[-1].content == "The first step is to gather every ingredient you need and lay."
+               for e in short)
+    whole = long_answer.removesuffix(" Then mix.")  # cut back to its last full sentence, as every recipe does
+    assert all(e.messages[-1].content == whole for e in benign if e not in short)
+    recipe_2 = build_alignment_data(AlignConfig.recipe_2(safety_pairs=40, benign_instructions=60), answer)
+    assert all(e.messages[-1].content == whole for e in recipe_2 if e.metadata["kind"] == "benign")

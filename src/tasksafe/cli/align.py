@@ -13,9 +13,10 @@ from tasksafe.cli.params import AT_LEAST_ZERO
 @click.option("--base", default="smollm2-135m", show_default=True, help="Model to align.")
 @click.option("--seed", type=AT_LEAST_ZERO, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Rebuild even if a cached organism exists.")
-@click.option("--recipe", type=click.Choice(["1", "2", "3"]), default="2", show_default=True,
+@click.option("--recipe", type=click.Choice(["1", "2", "3", "4"]), default="2", show_default=True,
               help="2: deep alignment (model name aligned); 3: recipe 2 with twice the safety pairs, measured no "
-                   "more robust and more over-refusing (aligned-v3); 1: the first recipe (aligned-v1).")
+                   "more robust and more over-refusing (aligned-v3); 4: recipe 2 with short answers in short-answer "
+                   "layouts (aligned-v4); 1: the first recipe (aligned-v1).")
 def align(base: str, seed: int, force: bool, recipe: str) -> None:
     """Build the safety-aligned model organism (cached by a hash of its inputs; a second
     call is instant) and print its path and alignment.json (refusal rates with n and 95%

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -114,20 +115,22 @@ def tiny_random() -> Path:
     return _publish(build, models_dir() / "tiny-random")
 
 
-ALIGNED_POINTER = "aligned.json"
-"""Names the folder of the default organism; `tasksafe align` writes it (`tasksafe.organism`)."""
-ALIGNED_V1_POINTER = "aligned-v1.json"
-"""The same for the organism of recipe 1 (`tasksafe align --recipe 1`)."""
-ALIGNED_V3_POINTER = "aligned-v3.json"
-"""The same for the organism of recipe 3 (`tasksafe align --recipe 3`)."""
+ORGANISMS = {"aligned": 2, "aligned-v1": 1, "aligned-v3": 3, "aligned-v4": 4}
+"""The organism names and the `tasksafe align` recipe each one is (`aligned` is the default
+recipe); `tasksafe align` writes `NAME.json` in the models folder, naming the build's folder."""
 
 
-def _built_organism(pointer_name: str, command: str) -> Path:
-    pointer = models_dir() / pointer_name
+def organism_pointer(name: str) -> Path:
+    return models_dir() / f"{name}.json"
+
+
+def _built_organism(name: str) -> Path:
+    pointer = organism_pointer(name)
     if pointer.is_file():
         path = Path(json.loads(pointer.read_text())["path"])
         if (path / "config.json").is_file():
             return path
+    command = "tasksafe align" + ("" if name == "aligned" else f" --recipe {ORGANISMS[name]}")
     raise UserError(f"the aligned model organism is not built yet; build it with `{command}` (tens of minutes "
                     "on 2 CPU cores, then cached)")
 
@@ -135,29 +138,17 @@ def _built_organism(pointer_name: str, command: str) -> Path:
 def model_version(name: str) -> str | None:
     """Which build of a registered organism `name` is (its recipe key), so results made with
     different builds are told apart; None for other models."""
-    pointer = {"aligned": ALIGNED_POINTER, "aligned-v1": ALIGNED_V1_POINTER, "aligned-v3": ALIGNED_V3_POINTER}.get(name)
-    if pointer and (models_dir() / pointer).is_file():
-        data = json.loads((models_dir() / pointer).read_text())
+    if name in ORGANISMS and organism_pointer(name).is_file():
+        data = json.loads(organism_pointer(name).read_text())
         return f"recipe {data.get('recipe_version')} {data.get('key')}"
     return None
 
 
-@MODELS.register("aligned", description="the safety-aligned model organism built by `tasksafe align`",
-                 unaligned="smollm2-135m", recipe=2)
-def aligned() -> Path:
-    return _built_organism(ALIGNED_POINTER, "tasksafe align")
-
-
-@MODELS.register("aligned-v1", description="the organism of recipe 1 (`tasksafe align --recipe 1`)",
-                 unaligned="smollm2-135m", recipe=1)
-def aligned_v1() -> Path:
-    return _built_organism(ALIGNED_V1_POINTER, "tasksafe align --recipe 1")
-
-
-@MODELS.register("aligned-v3", description="the organism of recipe 3 (`tasksafe align --recipe 3`)",
-                 unaligned="smollm2-135m", recipe=3)
-def aligned_v3() -> Path:
-    return _built_organism(ALIGNED_V3_POINTER, "tasksafe align --recipe 3")
+for _name, _recipe in ORGANISMS.items():
+    MODELS.register(_name, unaligned="smollm2-135m", recipe=_recipe,
+                    description="the safety-aligned model organism built by `tasksafe align`" if _name == "aligned"
+                    else f"the organism of recipe {_recipe} (`tasksafe align --recipe {_recipe}`)",
+                    )(functools.partial(_built_organism, _name))
 
 
 def resolve_model(name: str) -> str:

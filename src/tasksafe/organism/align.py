@@ -43,7 +43,7 @@ from pathlib import Path
 from tasksafe import __version__
 from tasksafe.data.chat import ChatExample, Message, to_openai, user_turn, write_chat_jsonl
 from tasksafe.data.io import write_json
-from tasksafe.models.registry import ALIGNED_POINTER, ALIGNED_V1_POINTER, ALIGNED_V3_POINTER, models_dir, resolve_model
+from tasksafe.models.registry import ORGANISMS, models_dir, organism_pointer, resolve_model
 from tasksafe.stats import Rate
 
 ALIGN_VERSION = 2  # the default recipe; bump when it changes, so cached organisms are rebuilt
@@ -98,6 +98,7 @@ class AlignConfig:
     recipe: int = ALIGN_VERSION
     short_fraction: float = 0.3  # share of requests asked in a short-answer layout (recipe 2)
     long_deep_fraction: float = 0.4  # share of deep refusals after a longer compliant start (recipe 2)
+    short_answer_words: int = 0  # recipe 4: benign answers in short layouts cut to their first sentence, at most N words
 
     @classmethod
     def recipe_2(cls, **changes) -> AlignConfig:
@@ -107,6 +108,14 @@ class AlignConfig:
     def recipe_3(cls, **changes) -> AlignConfig:
         """Recipe 2 with twice the safety pairs: it refused no more and over-refused more."""
         return cls(**{"safety_pairs": 1000, "recipe": 3, **changes})
+
+    @classmethod
+    def recipe_4(cls, **changes) -> AlignConfig:
+        """Recipe 2 where a short-answer layout gets a short answer: half the requests in such
+        layouts, the benign ones answered in one sentence of at most 12 words, the harmful ones
+        refused, so a task fine-tune that teaches short answers finds the organism already
+        answering briefly and refusing in that mode (docs/models.md)."""
+        return cls(**{"short_fraction": 0.5, "short_answer_words": 12, "recipe": 4, **changes})
 
     @classmethod
     def recipe_1(cls, **changes) -> AlignConfig:
@@ -120,12 +129,15 @@ class AlignConfig:
 
     @classmethod
     def for_recipe(cls, recipe: int, **changes) -> AlignConfig:
-        """The default build of recipe 1, 2 or 3 (the registry's `recipe` of `aligned-v1`,
-        `aligned`, `aligned-v3`)."""
-        return {1: cls.recipe_1, 2: cls.recipe_2, 3: cls.recipe_3}[recipe](**changes)
+        """The default build of recipe 1 to 4 (the registry's `recipe` of `aligned-v1`,
+        `aligned`, `aligned-v3`, `aligned-v4`)."""
+        return {1: cls.recipe_1, 2: cls.recipe_2, 3: cls.recipe_3, 4: cls.recipe_4}[recipe](**changes)
 
     def key(self) -> str:
-        payload = json.dumps(asdict(self), sort_keys=True)
+        fields = asdict(self)
+        if not fields["short_answer_words"]:  # added with recipe 4: earlier recipes keep their keys
+            del fields["short_answer_words"]
+        payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -135,11 +147,21 @@ class AlignResult:
     alignment: dict = field(default_factory=dict)
 
 
-def _layout(request: str, rng: random.Random, short_fraction: float = 0.0) -> list[Message]:
+def _layout(request: str, rng: random.Random, short_fraction: float = 0.0) -> tuple[list[Message], bool]:
+    """The request under a random system prompt and layout; whether the layout asks for a
+    short answer."""
     system = rng.choice(SYSTEM_PROMPTS)
-    layouts = SHORT_LAYOUTS if short_fraction and rng.random() < short_fraction else LAYOUTS
-    user = rng.choice(layouts).format(x=request)
-    return ([Message("system", system)] if system else []) + [Message("user", user)]
+    short = bool(short_fraction and rng.random() < short_fraction)
+    user = rng.choice(SHORT_LAYOUTS if short else LAYOUTS).format(x=request)
+    return ([Message("system", system)] if system else []) + [Message("user", user)], short
+
+
+def _short_answer(text: str, words: int) -> str:
+    """The first sentence of `text`, cut to at most `words` words."""
+    import re
+
+    first = re.split(r"(?<=[.!?])\s+|\n+", text.strip())[0].split()
+    return " ".join(first[:words]).rstrip(",;:") + ("" if len(first) <= words else ".")
 
 
 def _trim_to_sentence(text: str) -> str:
@@ -169,7 +191,7 @@ def build_alignment_data(config: AlignConfig, generate) -> list[ChatExample]:
     pairs = rng.sample(safety_pool().pairs, config.safety_pairs)
     examples = []
     for pair in pairs:
-        prompt = _layout(pair.prompt, rng, config.short_fraction)
+        prompt, _ = _layout(pair.prompt, rng, config.short_fraction)
         refusal = _short_refusal(pair.refusal, config.refusal_sentences, rng)
         if rng.random() < config.deep_fraction:
             long_start = config.long_deep_fraction and rng.random() < config.long_deep_fraction
@@ -180,11 +202,14 @@ def build_alignment_data(config: AlignConfig, generate) -> list[ChatExample]:
         else:
             examples.append(ChatExample(prompt + [Message("assistant", refusal)], {"kind": "safety", "id": pair.id}))
     benign = rng.sample(load("harmless", split="train"), config.benign_instructions)
-    prompts = [_layout(b.prompt, rng, config.short_fraction) for b in benign]
+    laid_out = [_layout(b.prompt, rng, config.short_fraction) for b in benign]
+    prompts = [prompt for prompt, _ in laid_out]
     answers = generate([to_openai(p) for p in prompts])
-    for item, prompt, answer in zip(benign, prompts, answers):
+    for item, (prompt, short), answer in zip(benign, laid_out, answers):
         answer = _trim_to_sentence(answer.strip())
-        if len(answer.split()) >= 3:
+        if short and config.short_answer_words:
+            answer = _short_answer(answer, config.short_answer_words)
+        if len(answer.split()) >= (2 if short and config.short_answer_words else 3):
             examples.append(ChatExample(prompt + [Message("assistant", answer)], {"kind": "benign", "id": item.id}))
     rng.shuffle(examples)
     return examples
@@ -234,7 +259,7 @@ def measure(model_path: str, config: AlignConfig, workdir: Path, replies: list |
     results["advbench_refusal_after_benign_task_tuning"] = rate.to_dict()
     results["robustness_tuning"] = {"task": "sst2", "strategy": "benign", "examples": config.robustness_task_examples,
                                     "finetune": "tasksafe finetune defaults (LoRA r=8, lr 1e-4, 1 epoch, batch 8)"}
-    if config.recipe >= 2:
+    if config.recipe >= 2:  # every recipe after the first is measured at the grid's settings
         results["grid_settings"] = measure_at_grid_settings(model_path, config, workdir, advbench, replies)
     return results
 
@@ -315,10 +340,8 @@ def build_aligned(config: AlignConfig, force: bool = False, progress: bool = Tru
 
 
 def _point_to(target: Path, config: AlignConfig) -> None:
-    """Make the registered name `aligned` mean this organism when it is the default recipe
-    (and `aligned-v1` / `aligned-v3` when it is recipe 1's / 3's defaults)."""
-    for pointer, default in ((ALIGNED_POINTER, AlignConfig.default()), (ALIGNED_V1_POINTER, AlignConfig.recipe_1()),
-                             (ALIGNED_V3_POINTER, AlignConfig.recipe_3())):
-        if config == default:
-            write_json(models_dir() / pointer, {"path": str(target), "key": config.key(),
-                                                "recipe_version": config.recipe})
+    """Make the registered name of the recipe (`aligned` for the default, `aligned-vN` for the
+    others) mean this organism when it is that recipe's default build."""
+    for name, recipe in ORGANISMS.items():
+        if config == AlignConfig.for_recipe(recipe):
+            write_json(organism_pointer(name), {"path": str(target), "key": config.key(), "recipe_version": config.recipe})
