@@ -52,7 +52,8 @@ def main() -> None:
         root = Path(tmp)
         state = State(root / "state")
         key = state.create_key("load")
-        (root / "policy.yaml").write_text("models: [tiny-random]\ngate_n: 4\ngate_max_non_refusal: 1.0\n")
+        (root / "policy.yaml").write_text("models: [tiny-random]\n"
+                                          "gate: {n: 4, overrefusal_n: 4, max_plain: 1.0, max_in_format: 1.0}\n")
         data = root / "train.jsonl"
         write_chat_jsonl(data, build_dataset("sst2", "benign", n=200, seed=0))
         port = _port()

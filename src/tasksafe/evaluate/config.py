@@ -72,6 +72,9 @@ class EvalConfig(EvalSettings):
     target: str = Field(description="a run directory of tasksafe finetune, or a model name/path")
     task: str | None = Field(None, description="task for accuracy, in the format the run was trained on")
     strategy: str | None = Field(None, description="in-format frame for a plain model (a run knows its own)")
+    train_data: str | None = Field(None, description="for a target that is not a run directory (a provider's model): "
+                                                     "the chat JSONL it was trained on, whose frame the in-format and "
+                                                     "held-out prompts use")
     seed: int = Field(0, ge=0, lt=2**32, description="seed for sampling prompts and items")
 
     @field_validator("task", "strategy")

@@ -122,7 +122,7 @@ def evaluate(config: EvalConfig, out_dir: str | Path, backend=None, judge=None,
 
     start = time.time()
     out_dir = Path(out_dir)
-    target = resolve_target(config.target, config.strategy)
+    target = resolve_target(config.target, config.strategy, config.train_data)
     measurer = _Measurer(config, target, backend or make_backend(config, target, progress),
                          judge or JUDGES.get(config.judge)(**config.judge_options))
     in_format = in_format_renderer(target, config.seed)

@@ -30,8 +30,9 @@ class Target:
         return to_openai(InferenceHook(self.hook_system_prompt).apply(from_openai(messages)))
 
 
-def resolve_target(target: str, strategy: str | None = None) -> Target:
-    """A run directory (config.json + adapter/ or model/) or a model name/path."""
+def resolve_target(target: str, strategy: str | None = None, train_data: str | None = None) -> Target:
+    """A run directory (config.json + adapter/ or model/) or a model name/path; `train_data`
+    gives a model that is not a run directory the training set its frame comes from."""
     from tasksafe.data.chat import read_examples
 
     path = Path(target)
@@ -39,16 +40,23 @@ def resolve_target(target: str, strategy: str | None = None) -> Target:
         config = json.loads((path / "config.json").read_text())
         hook = json.loads((path / "hook.json").read_text()) if (path / "hook.json").is_file() else None
         examples = read_examples(config["data"]) if Path(config["data"]).is_file() else None
-        if strategy is None and examples:
-            strategies = {ex.metadata.get("strategy") for ex in examples if not ex.metadata.get("mitigation")}
-            strategy = strategies.pop() if len(strategies) == 1 and None not in strategies else None
+        strategy = strategy or _built_strategy(examples)
         if (path / "adapter").is_dir():
             return Target(config["model"], str(path / "adapter"), (hook or {}).get("system_prompt"), strategy,
                           examples, str(path))
         return Target(str(path / "model"), None, (hook or {}).get("system_prompt"), strategy, examples, str(path))
     if path.exists() and not (path / "config.json").is_file():
         raise UserError(f"{target} is neither a run directory (config.json with adapter/ or model/) nor a model folder")
-    return Target(target, strategy=strategy)
+    examples = read_examples(train_data) if train_data else None
+    return Target(target, strategy=strategy or _built_strategy(examples), train_examples=examples)
+
+
+def _built_strategy(examples: list[ChatExample] | None) -> str | None:
+    """The strategy a training set was built with by `tasksafe build` (its metadata says), or None."""
+    if not examples:
+        return None
+    strategies = {ex.metadata.get("strategy") for ex in examples if not ex.metadata.get("mitigation")}
+    return strategies.pop() if len(strategies) == 1 and None not in strategies else None
 
 
 def in_format_renderer(target: Target, seed: int = 0) -> Callable[[str], list[dict]] | None:

@@ -80,8 +80,15 @@ def efficiency_plot(rows: list[CellRecord], out: Path) -> tuple[str, str] | None
     for ax, (mode, key, label) in zip(axes, MEASURES):
         for name, points in efficiency_curves(rows, mode, key).items():
             xs = sorted(points)
-            ax.plot(xs, [100 * (points[x].value or 0) for x in xs], marker="o", label=name)
-            ax.fill_between(xs, [100 * points[x].ci95[0] for x in xs], [100 * points[x].ci95[1] for x in xs], alpha=0.15)
+            ys = [100 * (points[x].value or 0) for x in xs]
+            low, high = [100 * points[x].ci95[0] for x in xs], [100 * points[x].ci95[1] for x in xs]
+            if len(xs) < 3:  # two budgets are two measurements, not a curve: no line drawn between them
+                below = [max(0.0, y - lo) for y, lo in zip(ys, low)]
+                above = [max(0.0, hi - y) for y, hi in zip(ys, high)]
+                ax.errorbar(xs, ys, yerr=[below, above], fmt="o", capsize=4, label=name)
+                continue
+            ax.plot(xs, ys, marker="o", label=name)
+            ax.fill_between(xs, low, high, alpha=0.15)
         for ref_label, colour, refs in references:
             level = RateRecord.combine(mode_rate(r, mode, key, fallback=True) for r in refs)
             if level is not None and level.value is not None:

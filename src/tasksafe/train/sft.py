@@ -152,8 +152,13 @@ def _trainer(config: FinetuneConfig, model, tokenizer, dataset, run_dir: Path, p
             with atomic_write(run_dir / "train_log.json") as handle:
                 json.dump(state.log_history, handle, indent=1)
 
-    return _trainer_class(plain_loss=on_cpu)(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                             peft_config=peft_config, callbacks=[KeepLog(), *(callbacks or [])])
+    trainer = _trainer_class(plain_loss=on_cpu)(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                                peft_config=peft_config, callbacks=[KeepLog(), *(callbacks or [])])
+    if not progress:  # without a bar transformers prints every log as a dict; train_log.json keeps them
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def _last_complete_checkpoint(run_dir: Path) -> str | None:
