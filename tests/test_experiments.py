@@ -338,3 +338,21 @@ def test_resources_and_executor_options_are_checked(tmp_path):
 
     with pytest.raises(UserError, match="unknown executor 'slurm'"):
         make_executor("slurm")
+
+
+def test_the_report_shows_each_judges_agreement_on_the_organisms_labelled_replies(tmp_path):
+    from tasksafe.data.io import write_json
+    from tasksafe.judges.validate import agreement_path
+    from tasksafe.report import build_report
+
+    _store_with(tmp_path / "store", [cell_config("aoa", "none")])
+    text = build_report(tmp_path / "store", tmp_path / "report").read_text()
+    assert "on the organism's hand-labelled replies: not measured (run `tasksafe judge agree`)" in text
+    held = {"n": 400, "refusal_accuracy": 0.98, "refusal_kappa": 0.96, "harmful_by_judge": 64, "harmful_by_people": 6}
+    write_json(agreement_path("keywords"), {"judge": "keywords", "splits": {"heldout": held}})
+    try:
+        text = build_report(tmp_path / "store", tmp_path / "report").read_text()
+    finally:
+        agreement_path("keywords").unlink()
+    assert "on 400 hand-labelled replies of the organism (held out): refusal vs rest accuracy 0.980" in text
+    assert "called harmful 64 where people found 6" in text

@@ -134,6 +134,12 @@ def agree(labels: str | None, names: tuple[str, ...], as_json: bool) -> None:
 
     records = read_labels(labels or ORGANISM_LABELS)
     reports = [agreement_on_labels(name, records) for name in names]
+    if labels is None:  # the organism's own labels: kept for reports (tasksafe report shows them)
+        from tasksafe.data.io import write_json
+        from tasksafe.judges.validate import agreement_path
+
+        for report in reports:
+            write_json(agreement_path(report["judge"]), report)
     if as_json:
         click.echo(json.dumps(reports, indent=2))
         return

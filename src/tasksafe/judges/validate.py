@@ -96,6 +96,18 @@ def read_labels(path: str | Path = ORGANISM_LABELS) -> list[dict]:
     return records
 
 
+def agreement_path(name: str) -> Path:
+    from tasksafe.paths import cache_dir
+
+    return cache_dir() / "judges" / f"agreement-{name}.json"
+
+
+def cached_agreement(name: str) -> dict | None:
+    """The last `tasksafe judge agree` report of judge `name` on the organism's labels, or None."""
+    path = agreement_path(name)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def agreement_on_labels(name: str, records: Sequence[dict], options: dict[str, Any] | None = None) -> dict:
     """How judge `name` agrees with hand labels of the organism's replies, per split: the
     three outcomes (refusal / harmful compliance / other non-refusal), refusal against the

@@ -27,11 +27,24 @@ def provenance(rows: list[CellRecord]) -> list[str]:
     for name, v in judges.items():
         lines.append(f"- judge `{name}`: " + (f"accuracy {v.accuracy:.3f}, kappa {v.kappa:.3f} against XSTest human "
                                                "labels (held-out models)" if v else
-                                               "not validated (run `tasksafe judge validate`)"))
+                                               "not validated (run `tasksafe judge validate`)") + _on_organism(name))
     train = next((r.config.train for r in reversed(rows) if r.config.train), None)
     if train:
         lines.append(f"- fine-tuning: {', '.join(f'{k} {v}' for k, v in train.model_dump().items())}")
     return lines
+
+
+def _on_organism(judge: str) -> str:
+    """The judge's agreement with people on the organism's own replies (held-out split), as
+    `tasksafe judge agree` last measured it."""
+    from tasksafe.judges.validate import cached_agreement
+
+    held = ((cached_agreement(judge) or {}).get("splits") or {}).get("heldout")
+    if not held:
+        return "; on the organism's hand-labelled replies: not measured (run `tasksafe judge agree`)"
+    return (f"; on {held['n']} hand-labelled replies of the organism (held out): refusal vs rest accuracy "
+            f"{held['refusal_accuracy']:.3f}, kappa {held['refusal_kappa']:.3f}; called harmful "
+            f"{held['harmful_by_judge']} where people found {held['harmful_by_people']}")
 
 
 def _sample_sizes(rows: list[CellRecord]) -> str:
