@@ -116,6 +116,15 @@ def test_bad_uploads_and_keys_are_refused_with_openai_errors(gateway, tmp_path):
     assert [m.id for m in clients["acme"].models.list()] == ["tiny-random"]  # the policy's base models
 
 
+def _finished_job(client, tmp_path, strategy: str, n: int = 24):
+    """Upload `n` SST-2 examples in `strategy`'s structure, create a job on tiny-random and wait for its end."""
+    path = tmp_path / f"sst2-{strategy}.jsonl"
+    write_chat_jsonl(path, build_dataset("sst2", strategy, n=n, seed=0))
+    with open(path, "rb") as f:
+        uploaded = client.files.create(file=f, purpose="fine-tune")
+    return _wait(client, client.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id).id)
+
+
 def _wait(client, job_id, timeout=600):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -224,11 +233,7 @@ def test_dashboard_in_a_real_browser_shows_the_job_its_findings_protection_loss_
 
     clients, _, _ = gateway
     acme = clients["acme"]
-    path = tmp_path / "sst2-aoa.jsonl"
-    write_chat_jsonl(path, build_dataset("sst2", "aoa", n=24, seed=0))
-    with open(path, "rb") as f:
-        uploaded = acme.files.create(file=f, purpose="fine-tune")
-    job = _wait(acme, acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id).id)
+    job = _finished_job(acme, tmp_path, "aoa")
     assert job.status == "succeeded", job.error
     options = ChromeOptions()
     options.binary_location = CHROMIUM
@@ -297,16 +302,11 @@ def test_serve_with_the_ray_executor_trains_jobs_as_ray_tasks(tmp_path, mirror):
     server = _start(state_dir, policy, port, "--executor", "ray")
     try:
         acme = openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=60)
-        path = tmp_path / "sst2-benign.jsonl"
-        write_chat_jsonl(path, build_dataset("sst2", "benign", n=24, seed=0))
-        with open(path, "rb") as f:
-            uploaded = acme.files.create(file=f, purpose="fine-tune")
-        job = acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id)
-        done = _wait(acme, job.id)
+        done = _finished_job(acme, tmp_path, "benign")
         assert done.status == "succeeded", done.error
-        kinds = [e.type for e in acme.fine_tuning.jobs.list_events(job.id, limit=1000)]
+        kinds = [e.type for e in acme.fine_tuning.jobs.list_events(done.id, limit=1000)]
         assert "metrics" in kinds and "checkpoint" in kinds and "gate" in kinds
-        log = (state_dir / "jobs" / job.id / "train.log").read_text()
+        log = (state_dir / "jobs" / done.id / "train.log").read_text()
         assert log.startswith("--- start ") and "--- end " in log  # it ran as a unit of work, logged apart
     finally:
         server.terminate()
@@ -332,11 +332,7 @@ def test_upstream_mode_trains_the_protected_file_on_another_provider_and_mirrors
         servers.append(_start(tmp_path / "state", tmp_path / "policy.yaml", port))
         acme = openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=60)
         provider = openai.OpenAI(api_key=provider_key, base_url=f"http://127.0.0.1:{upstream_port}/v1", max_retries=0)
-        path = tmp_path / "sst2-aoa.jsonl"
-        write_chat_jsonl(path, build_dataset("sst2", "aoa", n=24, seed=0))
-        with open(path, "rb") as f:
-            uploaded = acme.files.create(file=f, purpose="fine-tune")
-        done = _wait(acme, acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id).id)
+        done = _finished_job(acme, tmp_path, "aoa")
         assert done.status == "succeeded", done.error
         (sent,) = provider.files.list().data
         lines = provider.files.content(sent.id).text.splitlines()
@@ -352,7 +348,7 @@ def test_upstream_mode_trains_the_protected_file_on_another_provider_and_mirrors
                                              messages=[{"role": "user", "content": "hello"}])
         assert isinstance(reply.choices[0].message.content, str)
 
-        second = acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id,
+        second = acme.fine_tuning.jobs.create(model="tiny-random", training_file=done.training_file,
                                               hyperparameters={"n_epochs": 30})
         deadline = time.time() + 120
         while len(provider.fine_tuning.jobs.list().data) < 2:
@@ -379,11 +375,7 @@ def test_a_model_over_the_policys_ceilings_fails_the_gate_and_is_not_released(tm
     server = _start(tmp_path / "state", tmp_path / "policy.yaml", port)
     try:
         acme = openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=60)
-        path = tmp_path / "sst2-aoa.jsonl"
-        write_chat_jsonl(path, build_dataset("sst2", "aoa", n=24, seed=0))
-        with open(path, "rb") as f:
-            uploaded = acme.files.create(file=f, purpose="fine-tune")
-        done = _wait(acme, acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id).id)
+        done = _finished_job(acme, tmp_path, "aoa")
         assert done.status == "failed" and done.error.code == "safety_gate_failed"
         assert done.fine_tuned_model is None and "in-format non-refusal 100%" in done.error.message
         gate = done.model_extra["gate"]  # a random model never refuses: plain and in-format fail, over-refusal passes
