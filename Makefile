@@ -31,10 +31,16 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) lint
+# The Ray executor is an optional extra (tasksafe[ray]): the tests install it, the demo does not need it.
+RAY_STAMP := $(VENV)/.installed-ray
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,ray]'
+	touch $@
+
+test: $(STAMP) $(RAY_STAMP) lint
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP) lint
+test-fast: $(STAMP) $(RAY_STAMP) lint
 	$(BIN)/python -m pytest -m "not slow"
 
 # Rebuild each committed results file's report (docs/results/NAME/) from the file alone.
