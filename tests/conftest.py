@@ -32,6 +32,18 @@ def mirror() -> Path:
     pytest.skip("no dataset mirror (TASKSAFE_DATA_DIR)")
 
 
+def need_ray():
+    """Ray, which `make test` installs (tasksafe[ray]): missing is a skip on a developer's
+    machine and a failure in CI."""
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Ray: make test installs tasksafe[ray]")
+        pytest.skip("Ray is not installed (pip install 'tasksafe[ray]')")
+    return ray
+
+
 def write_lines(path: Path, lines: list) -> Path:
     """Write each item as a JSONL line (dicts are JSON-encoded, str/bytes written raw)."""
     with open(path, "wb") as handle:

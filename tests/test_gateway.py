@@ -17,6 +17,7 @@ from tasksafe.data import write_chat_jsonl
 from tasksafe.gateway.state import State
 from tasksafe.mitigations import Budget
 from tasksafe.strategies import build_dataset
+from tests.conftest import need_ray
 
 OPEN_GATE = "gate: {n: 4, overrefusal_n: 4, max_plain: 1.0, max_in_format: 1.0}\n"
 """A gate that a random tiny model passes (it never refuses), so jobs reach release."""
@@ -292,7 +293,7 @@ def test_several_api_processes_share_one_state(tmp_path, mirror):
 
 @pytest.mark.slow
 def test_serve_with_the_ray_executor_trains_jobs_as_ray_tasks(tmp_path, mirror):
-    pytest.importorskip("ray", reason="pip install 'tasksafe[ray]' (make test installs it)")
+    need_ray()
     state_dir = tmp_path / "state"
     key = State(state_dir).create_key("acme")
     policy = tmp_path / "policy.yaml"

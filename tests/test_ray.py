@@ -18,17 +18,13 @@ import yaml
 
 from tasksafe.executors import Resources, Unit, make_executor
 from tasksafe.experiments import ResultsStore, load_spec, run_spec
+from tests.conftest import need_ray
 from tests.test_experiments import TINY
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    try:
-        import ray
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs Ray: make test installs tasksafe[ray]")
-        pytest.skip("Ray is not installed (pip install 'tasksafe[ray]')")
+    ray = need_ray()
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
     yield ray
