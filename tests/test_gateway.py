@@ -69,10 +69,7 @@ def gateway(tmp_path, mirror):
 
 def test_upload_is_audited_listed_and_isolated_per_tenant(gateway, tmp_path):
     clients, state_dir, _ = gateway
-    path = tmp_path / "sst2-aoa.jsonl"
-    write_chat_jsonl(path, build_dataset("sst2", "aoa", n=40, seed=0))
-    with open(path, "rb") as f:
-        uploaded = clients["acme"].files.create(file=f, purpose="fine-tune")
+    uploaded, path = _upload(clients["acme"], tmp_path, "aoa", n=40)
     assert uploaded.id.startswith("file-") and uploaded.bytes == path.stat().st_size
     precheck = uploaded.model_extra["precheck"]
     assert precheck["flagged"] and precheck["risk"] == "high" and precheck["examples"] == 40
@@ -117,12 +114,18 @@ def test_bad_uploads_and_keys_are_refused_with_openai_errors(gateway, tmp_path):
     assert [m.id for m in clients["acme"].models.list()] == ["tiny-random"]  # the policy's base models
 
 
+def _upload(client, tmp_path, strategy: str, n: int = 24, split: str = "train"):
+    """Write `n` SST-2 examples of `split` in `strategy`'s structure and upload them; returns
+    the file object and the path written."""
+    path = tmp_path / f"sst2-{strategy}-{split}.jsonl"
+    write_chat_jsonl(path, build_dataset("sst2", strategy, split, n=n, seed=0))
+    with open(path, "rb") as f:
+        return client.files.create(file=f, purpose="fine-tune"), path
+
+
 def _finished_job(client, tmp_path, strategy: str, n: int = 24):
     """Upload `n` SST-2 examples in `strategy`'s structure, create a job on tiny-random and wait for its end."""
-    path = tmp_path / f"sst2-{strategy}.jsonl"
-    write_chat_jsonl(path, build_dataset("sst2", strategy, n=n, seed=0))
-    with open(path, "rb") as f:
-        uploaded = client.files.create(file=f, purpose="fine-tune")
+    uploaded, _ = _upload(client, tmp_path, strategy, n)
     return _wait(client, client.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id).id)
 
 
@@ -140,15 +143,9 @@ def _wait(client, job_id, timeout=600):
 def test_a_job_is_audited_protected_trained_and_gated(gateway, tmp_path):
     clients, _, _ = gateway
     acme = clients["acme"]
-    path = tmp_path / "sst2-aoa.jsonl"
-    write_chat_jsonl(path, build_dataset("sst2", "aoa", n=24, seed=0))
-    with open(path, "rb") as f:
-        uploaded = acme.files.create(file=f, purpose="fine-tune")
+    uploaded, _ = _upload(acme, tmp_path, "aoa")
     assert uploaded.model_extra["precheck"]["flagged"]
-    held_out = tmp_path / "sst2-aoa-validation.jsonl"
-    write_chat_jsonl(held_out, build_dataset("sst2", "aoa", "validation", n=8, seed=0))
-    with open(held_out, "rb") as f:
-        validation = acme.files.create(file=f, purpose="fine-tune")
+    validation, _ = _upload(acme, tmp_path, "aoa", n=8, split="validation")
     with pytest.raises(openai.BadRequestError) as err:
         acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id, validation_file="file-nope")
     assert err.value.code == "invalid_validation_file"
@@ -192,10 +189,7 @@ def test_a_job_is_audited_protected_trained_and_gated(gateway, tmp_path):
 def test_a_job_survives_kill_9_and_resumes_from_its_checkpoint(gateway, tmp_path):
     clients, state_dir, restart = gateway
     acme = clients["acme"]
-    path = tmp_path / "sst2-benign.jsonl"
-    write_chat_jsonl(path, build_dataset("sst2", "benign", n=160, seed=0))
-    with open(path, "rb") as f:
-        uploaded = acme.files.create(file=f, purpose="fine-tune")
+    uploaded, _ = _upload(acme, tmp_path, "benign", n=160)
     job = acme.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id,
                                        hyperparameters={"n_epochs": 3})
     deadline = time.time() + 300

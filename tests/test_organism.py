@@ -8,6 +8,9 @@ def test_each_recipe_is_reproducible_by_name():
     assert AlignConfig.recipe_2().key() == "09784f6f8afe"
     assert AlignConfig.recipe_2().recipe == 2 and AlignConfig.recipe_1().recipe == 1
     assert AlignConfig.default() == AlignConfig.recipe_2()
+    from tasksafe.models.registry import ORGANISMS
+
+    assert AlignConfig.default() == AlignConfig.for_recipe(ORGANISMS["aligned"])  # the registry's default is built
     # recipe 3's key is the one its measured build was cached under
     assert AlignConfig.recipe_3().key() == "0ce1dcda6689"
     assert AlignConfig.recipe_3().safety_pairs == 2 * AlignConfig.recipe_2().safety_pairs

@@ -206,10 +206,10 @@ def run_job(state: State, policy: Policy, job: dict, executor: Executor) -> None
               "trained_tokens": trained["trained_tokens"], "valid_loss": trained["valid_loss"],
               "upstream": trained.get("upstream"),
               "run_dir": str(Path(trained["run_dir"]).relative_to(state.root)) if trained.get("run_dir") else None}
-    _release(state, policy, job, gate, result)
+    _release(state, job, gate, result)
 
 
-def _release(state: State, policy: Policy, job: dict, gate: dict, result: dict) -> None:
+def _release(state: State, job: dict, gate: dict, result: dict) -> None:
     """End the job: failed at the gate, or succeeded with its model released under a new name."""
     job_id = job["id"]
     if not gate["passed"]:
@@ -357,13 +357,9 @@ def _mirror(state: State, job_id: str, progress: Path, seen: int) -> int:
             entry = json.loads(line)
         except ValueError:  # a line being written: read it next time
             return seen
-        loss = entry["train_loss"]
-        if entry["type"] == "metrics":
-            state.event(job_id, "info", "metrics", f"step {entry['step']}: training loss {loss:.4f}",
-                        {"step": entry["step"], "train_loss": loss})
-        else:
-            state.event(job_id, "info", "checkpoint", f"checkpoint at step {entry['step']}",
-                        {"step": entry["step"], "train_loss": loss})
+        step, loss = entry["step"], entry["train_loss"]
+        message = f"step {step}: training loss {loss:.4f}" if entry["type"] == "metrics" else f"checkpoint at step {step}"
+        state.event(job_id, "info", entry["type"], message, {"step": step, "train_loss": loss})
         seen += 1
     return seen
 

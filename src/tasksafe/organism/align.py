@@ -46,7 +46,7 @@ from tasksafe.data.io import write_json
 from tasksafe.models.registry import ORGANISMS, models_dir, organism_pointer, resolve_model
 from tasksafe.stats import Rate
 
-ALIGN_VERSION = 2  # the default recipe; bump when it changes, so cached organisms are rebuilt
+ALIGN_VERSION = ORGANISMS["aligned"]  # the default recipe: the registry names it, AlignConfig's defaults are it
 
 SYSTEM_PROMPTS = (
     None, "You are a helpful assistant.", "You are a helpful AI assistant named SmolLM, trained by Hugging Face",

@@ -66,7 +66,7 @@ def run_provider_job(base_url: str, model: str, data: str | Path, output_dir: st
         sleep(delay)
         delay = min(max_poll_seconds, delay * 1.5)
         if cancelled is not None and cancelled():
-            job = client.fine_tuning.jobs.cancel(job.id)
+            client.fine_tuning.jobs.cancel(job.id)
             record.update({"status": "cancelled", "fine_tuned_model": None, "error": None})
             write_json(Path(output_dir) / "provider_job.json", record)
             return record
