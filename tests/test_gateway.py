@@ -117,7 +117,7 @@ def test_bad_uploads_and_keys_are_refused_with_openai_errors(gateway, tmp_path):
 def _upload(client, tmp_path, strategy: str, n: int = 24, split: str = "train"):
     """Write `n` SST-2 examples of `split` in `strategy`'s structure and upload them; returns
     the file object and the path written."""
-    path = tmp_path / f"sst2-{strategy}-{split}.jsonl"
+    path = tmp_path / (f"sst2-{strategy}.jsonl" if split == "train" else f"sst2-{strategy}-{split}.jsonl")
     write_chat_jsonl(path, build_dataset("sst2", strategy, split, n=n, seed=0))
     with open(path, "rb") as f:
         return client.files.create(file=f, purpose="fine-tune"), path
