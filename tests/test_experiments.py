@@ -196,6 +196,27 @@ def test_the_mitigation_table_pools_every_harmful_set():
     assert "harmful in-format % (all sets)" not in mitigation_table([one_set])[0]
 
 
+def test_the_rates_table_spells_out_refusal_and_every_held_out_phrasing():
+    from tasksafe.report.tables import rates_table
+    from tasksafe.results import HarmfulSetResult, ModeRates, RateRecord
+
+    result = eval_result({"advbench": (3, 10)}, plain_k=1)
+    entry = result.harmful["advbench"]
+    asked = ModeRates(asr=RateRecord.of(1, 5), non_refusal=RateRecord.of(4, 5), degenerate=RateRecord.of(3, 5))
+    with_held_out = HarmfulSetResult(plain=entry.plain, in_format=entry.in_format,
+                                     held_out={"persona-bare": asked, "task-cue": asked}, sealed=["task-cue"])
+    row = cell_record(cell_config(), result.model_copy(update={"harmful": {"advbench": with_held_out}}))
+    headers, body = rates_table([row, cell_record(cell_config(kind="base"), result)])
+    lines = [dict(zip(headers, line)) for line in body]
+    assert [line["stage"] for line in lines] == ["before fine-tuning"] * 2 + ["fine-tuned"] * 4  # base first
+    modes = [line["mode"] for line in lines[2:]]
+    assert modes == ["plain", "in-format, renderer's", "held-out: persona-bare", "held-out: task-cue (sealed)"]
+    held = lines[-1]
+    assert held["refusal %"].startswith("20.0 ") and held["non-refusal %"].startswith("80.0 ")
+    assert held["harmful compliance %"].startswith("20.0 ") and held["n"] == "5"
+    assert lines[3]["refusal %"].startswith("70.0 ")  # in-format: 3 of 10 not refused
+
+
 def test_efficiency_curves_pool_seeds_and_split_tasks():
     from tasksafe.report.tables import efficiency_curves
 

@@ -11,7 +11,7 @@ from tasksafe.data.io import atomic_write
 from tasksafe.errors import OutputError
 from tasksafe.experiments.store import CellRecord, StoreError
 from tasksafe.report.plots import make_plots
-from tasksafe.report.tables import attack_table, markdown_table, mitigation_table
+from tasksafe.report.tables import attack_table, markdown_table, mitigation_table, rates_table
 
 
 def provenance(rows: list[CellRecord]) -> list[str]:
@@ -96,7 +96,8 @@ def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
     except OSError as err:
         raise OutputError(str(out), f"cannot be created ({err.strerror})") from None
     plots = make_plots(rows, out)
-    tables = [("The attack", attack_table(rows)), ("Mitigations", mitigation_table(rows))]
+    tables = [("The attack", attack_table(rows)), ("Mitigations", mitigation_table(rows)),
+              ("Every rate, per mode and held-out phrasing", rates_table(rows))]
     failed = failed_table(results_dir)
     if failed[1]:
         tables.append(("Failed cells", failed))

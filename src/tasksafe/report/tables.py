@@ -60,6 +60,33 @@ def attack_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
     return headers, body
 
 
+def rates_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
+    """Every cell, harmful set and mode on its own line with the three rates spelled out:
+    refusal, non-refusal and harmful compliance (and the degenerate part of non-refusal), plain,
+    renderer-matched in-format and each held-out phrasing (sealed ones marked)."""
+    headers = ["stage", "task", "strategy", "mitigation", "safety examples", "seed", "harmful set", "mode", "n",
+               "refusal %", "non-refusal %", "harmful compliance %", "degenerate %"]
+    cells = [r for r in rows if r.config.kind == "base"] + finetuned_in_order(rows)
+    body = []
+    for row in cells:
+        c, m = row.config, row.metrics
+        stage = "before fine-tuning" if c.kind == "base" else "fine-tuned"
+        mitigation = "-" if c.kind == "base" else c.mitigation_label()
+        for set_name, entry in m.harmful.items():
+            modes = [("plain", entry.plain), ("in-format, renderer's", entry.in_format)]
+            modes += [(f"held-out: {name}" + (" (sealed)" if name in entry.sealed else ""), rates)
+                      for name, rates in entry.held_out.items()]
+            for label, rates in modes:
+                if rates is None:
+                    continue
+                n = rates.non_refusal.n
+                refusal = RateRecord.of(n - rates.non_refusal.k, n)
+                body.append([stage, c.task, c.strategy, mitigation, str(m.safety_examples), str(c.seed), set_name,
+                             label, str(n), percent(refusal), percent(rates.non_refusal), percent(rates.asr),
+                             percent(rates.degenerate)])
+    return headers, body
+
+
 def finetuned_in_order(rows: list[CellRecord]) -> list[CellRecord]:
     """Fine-tuned cells in reading order: task, benign first, strategy, mitigation, budget, seed."""
     order = {name: i for i, name in enumerate(MITIGATION_ORDER)}
