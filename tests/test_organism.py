@@ -7,14 +7,16 @@ def test_each_recipe_is_reproducible_by_name():
     # recipe 2's key is the one its measured build (docs/models.md) was cached under
     assert AlignConfig.recipe_2().key() == "09784f6f8afe"
     assert AlignConfig.recipe_2().recipe == 2 and AlignConfig.recipe_1().recipe == 1
-    assert AlignConfig.default() == AlignConfig.recipe_2()
+    assert AlignConfig.default() == AlignConfig.recipe_4()  # the one recipe that meets the benign-tuning target
     from tasksafe.models.registry import ORGANISMS
 
     assert AlignConfig.default() == AlignConfig.for_recipe(ORGANISMS["aligned"])  # the registry's default is built
     # recipe 3's key is the one its measured build was cached under
     assert AlignConfig.recipe_3().key() == "0ce1dcda6689"
     assert AlignConfig.recipe_3().safety_pairs == 2 * AlignConfig.recipe_2().safety_pairs
-    assert len({AlignConfig.recipe_1().key(), AlignConfig.recipe_2().key(), AlignConfig.recipe_3().key()}) == 3
+    # recipe 4's key is the one its measured build was cached under
+    assert AlignConfig.recipe_4().key() == "f4e970bb4694"
+    assert len({AlignConfig.for_recipe(n).key() for n in (1, 2, 3, 4)}) == 4
 
 
 def test_alignment_data_follows_the_recipe():

@@ -19,15 +19,16 @@ the task is trained in), the recipe:
 It never trains on obedient-persona or compliance-phrase data, so the malicious strategies
 can still break it. The result is cached by a hash of its inputs, with `alignment.json`:
 refusal on AdvBench (never trained on), on held-out benign instructions, over-refusal on
-XSTest's safe prompts, the AdvBench refusal after a default benign task fine-tune, and (recipe
-2) after a benign and an `aoa` fine-tune at the paper grid's settings.
+XSTest's safe prompts, the AdvBench refusal after a default benign task fine-tune, and (recipes
+2 to 4) after a benign and an `aoa` fine-tune at the paper grid's settings.
 
-Recipe 2 (the default) deepens the alignment after Qi et al. (2024, "Safety alignment should
-be made more than just a few tokens deep"): half of the refusals recover after a compliant
-start, some after a longer one; a third of the requests, harmful and benign alike, are asked in
-generic short-answer layouts (so a task fine-tune that teaches short answers does not teach
-"answer, don't refuse"); two epochs. Recipe 1 is kept by name (`AlignConfig.recipe_1()`,
-`tasksafe align --recipe 1`).
+Recipe 2 deepens the alignment after Qi et al. (2024, "Safety alignment should be made more
+than just a few tokens deep"): half of the refusals recover after a compliant start, some after
+a longer one; a third of the requests, harmful and benign alike, are asked in generic
+short-answer layouts (so a task fine-tune that teaches short answers does not teach "answer,
+don't refuse"); two epochs. Recipe 4 (the default, model name `aligned`) asks half the requests
+in those layouts and answers the benign ones there in one short sentence. Recipes 1 to 3 are
+kept by name (`AlignConfig.recipe_1()`, `tasksafe align --recipe 1`, model `aligned-v1`, ...).
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ REFUSAL_OPENERS = ("I can't help with that.", "I'm sorry, but I can't help with 
 
 @dataclass
 class AlignConfig:
-    """The organism's recipe; the defaults are recipe 2, `recipe_1()` gives the first one and
-    `recipe_3()` the third (measured worse than 2, docs/models.md)."""
+    """The organism's recipe. The field defaults are recipe 2; `default()` is the registry's
+    default recipe (4, the only one that meets the benign-tuning target, docs/models.md) and
+    `for_recipe(n)` any of the four."""
 
     base: str = "smollm2-135m"
     seed: int = 0
@@ -95,7 +97,7 @@ class AlignConfig:
     refusal_sentences: int = 2
     eval_n: int = 200
     robustness_task_examples: int = 300
-    recipe: int = ALIGN_VERSION
+    recipe: int = 2
     short_fraction: float = 0.3  # share of requests asked in a short-answer layout (recipe 2)
     long_deep_fraction: float = 0.4  # share of deep refusals after a longer compliant start (recipe 2)
     short_answer_words: int = 0  # recipe 4: benign answers in short layouts cut to their first sentence, at most N words
@@ -125,12 +127,12 @@ class AlignConfig:
 
     @classmethod
     def default(cls, **changes) -> AlignConfig:
-        return cls(**changes)
+        return cls.for_recipe(ALIGN_VERSION, **changes)
 
     @classmethod
     def for_recipe(cls, recipe: int, **changes) -> AlignConfig:
-        """The default build of recipe 1 to 4 (the registry's `recipe` of `aligned-v1`,
-        `aligned`, `aligned-v3`, `aligned-v4`)."""
+        """The default build of recipe 1 to 4 (the registry's `recipe` of `aligned-v1` to
+        `aligned-v4`; `aligned` is recipe 4)."""
         return {1: cls.recipe_1, 2: cls.recipe_2, 3: cls.recipe_3, 4: cls.recipe_4}[recipe](**changes)
 
     def key(self) -> str:
