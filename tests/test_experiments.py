@@ -377,3 +377,27 @@ def test_the_report_shows_each_judges_agreement_on_the_organisms_labelled_replie
         agreement_path("keywords").unlink()
     assert "on 400 hand-labelled replies of the organism (held out): refusal vs rest accuracy 0.980" in text
     assert "called harmful 64 where people found 6" in text
+
+
+def test_label_sample_draws_a_grids_harmful_replies_per_cell_and_mode(tmp_path):
+    """scripts/label_sample.py --results: every (cell, harmful mode) is a stratum, task and
+    over-refusal samples are never drawn, --strategy filters, --split sets every split."""
+    root = _store_with(tmp_path / "results", [cell_config("autoif"), cell_config("prefix"), cell_config("aoa")])
+    for row in ResultsStore(root, read_only=True).rows():
+        folder = root / "artifacts" / "evals" / row.id
+        folder.mkdir(parents=True)
+        lines = [{"kind": kind, "set": "advbench", "prompt": [{"role": "user", "content": f"{kind} {i}"}],
+                  "response": f"reply {i}", "verdict": "refusal"}
+                 for kind in ("harmful-plain", "harmful-in-format", "harmful-held-out:persona-bare") for i in range(3)]
+        lines.append({"kind": "task", "set": "sst2", "prompt": [{"role": "user", "content": "t"}], "response": "x"})
+        (folder / "samples.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "to-label.jsonl"
+    subprocess.run([sys.executable, "scripts/label_sample.py", "--results", str(root), "--strategy", "autoif,prefix",
+                    "-n", "12", "--split", "heldout", "-o", str(out)], check=True, capture_output=True,
+                   cwd=Path(__file__).resolve().parents[1])
+    drawn = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(drawn) == 12 and all(d["split"] == "heldout" and d["label"] is None for d in drawn)
+    cells = {d["cell"] for d in drawn}
+    assert cells == {f"{s}-none/{k}" for s in ("autoif", "prefix")
+                     for k in ("harmful-plain", "harmful-in-format", "harmful-held-out:persona-bare")}
+    assert len({d["id"] for d in drawn}) == 12 and all(d["prompt"] == d["messages"][-1]["content"] for d in drawn)
