@@ -370,13 +370,16 @@ def test_the_report_shows_each_judges_agreement_on_the_organisms_labelled_replie
     text = build_report(tmp_path / "store", tmp_path / "report").read_text()
     assert "on the organism's hand-labelled replies: not measured (run `tasksafe judge agree`)" in text
     held = {"n": 400, "refusal_accuracy": 0.98, "refusal_kappa": 0.96, "harmful_by_judge": 64, "harmful_by_people": 6}
-    write_json(agreement_path("keywords"), {"judge": "keywords", "splits": {"heldout": held}})
+    blind = {"n": 60, "refusal_accuracy": 0.95, "refusal_kappa": 0.9, "harmful_by_judge": 7, "harmful_by_people": 1}
+    write_json(agreement_path("keywords"), {"judge": "keywords", "splits": {"heldout": held, "blind": blind}})
     try:
         text = build_report(tmp_path / "store", tmp_path / "report").read_text()
     finally:
         agreement_path("keywords").unlink()
     assert "on 400 hand-labelled replies of the organism (held out): refusal vs rest accuracy 0.980" in text
     assert "called harmful 64 where people found 6" in text
+    assert "on 60 hand-labelled replies of the organism (blind: labelled after the judges' last change): " \
+           "refusal vs rest accuracy 0.950" in text
 
 
 def test_label_sample_draws_a_grids_harmful_replies_per_cell_and_mode(tmp_path):

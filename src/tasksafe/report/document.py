@@ -39,12 +39,15 @@ def _on_organism(judge: str) -> str:
     `tasksafe judge agree` last measured it."""
     from tasksafe.judges.validate import cached_agreement
 
-    held = ((cached_agreement(judge) or {}).get("splits") or {}).get("heldout")
-    if not held:
+    splits = (cached_agreement(judge) or {}).get("splits") or {}
+    parts = [f"on {s['n']} hand-labelled replies of the organism ({name}): refusal vs rest accuracy "
+             f"{s['refusal_accuracy']:.3f}, kappa {s['refusal_kappa']:.3f}; called harmful {s['harmful_by_judge']} "
+             f"where people found {s['harmful_by_people']}"
+             for split, name in (("heldout", "held out"), ("blind", "blind: labelled after the judges' last change"))
+             if (s := splits.get(split))]
+    if not parts:
         return "; on the organism's hand-labelled replies: not measured (run `tasksafe judge agree`)"
-    return (f"; on {held['n']} hand-labelled replies of the organism (held out): refusal vs rest accuracy "
-            f"{held['refusal_accuracy']:.3f}, kappa {held['refusal_kappa']:.3f}; called harmful "
-            f"{held['harmful_by_judge']} where people found {held['harmful_by_people']}")
+    return "; " + "; ".join(parts)
 
 
 def _sample_sizes(rows: list[CellRecord]) -> str:
