@@ -210,6 +210,10 @@ def test_a_job_survives_kill_9_and_resumes_from_its_checkpoint(gateway, tmp_path
     reply = acme.chat.completions.create(model=done.fine_tuned_model, max_tokens=8,
                                          messages=[{"role": "user", "content": "Review: a fine film\nSentiment:"}])
     assert isinstance(reply.choices[0].message.content, str)
+    usage = reply.usage  # counted as generated: the chat template's prompt, the reply up to its end of turn
+    assert usage.prompt_tokens > 8 and 0 <= usage.completion_tokens <= 8
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    assert reply.choices[0].finish_reason == ("length" if usage.completion_tokens == 8 else "stop")
     with pytest.raises(openai.NotFoundError):
         clients["globex"].chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "hi"}])
 

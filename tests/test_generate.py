@@ -70,3 +70,25 @@ def test_choice_log_likelihood_is_the_sum_of_the_label_token_log_probs(backend):
         logits = backend.model(input_ids=torch.tensor([context + target])).logits[0]
     expected = sum(torch.log_softmax(logits[len(context) - 1 + i], -1)[t].item() for i, t in enumerate(target))
     assert len(scores) == 2 and scores[1] == pytest.approx(expected, abs=1e-4)
+
+
+def test_complete_counts_the_prompt_and_the_reply_up_to_its_end_of_turn(backend):
+    import torch
+
+    params = GenerationParams(max_new_tokens=8)
+    ran_out = backend.complete([PROMPTS[1]], params)[0]
+    assert ran_out.text == backend.generate([PROMPTS[1]], params)[0]
+    assert ran_out.prompt_tokens == len(backend.encode(PROMPTS[1]))
+    assert (ran_out.completion_tokens, ran_out.stopped) == (8, False)  # tiny-random never ends its turn by itself
+    # make the token it generates fourth an end of turn: the reply now stops there
+    ids = torch.tensor([backend.encode(PROMPTS[1])])
+    with torch.inference_mode():
+        new = backend.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                                     pad_token_id=backend.tokenizer.pad_token_id)[0, ids.shape[1]:].tolist()
+    config, original = backend.model.generation_config, backend.model.generation_config.eos_token_id
+    config.eos_token_id = [original, new[3]] if isinstance(original, int) else [*original, new[3]]
+    try:
+        stopped = backend.complete([PROMPTS[1]], params)[0]
+    finally:
+        config.eos_token_id = original
+    assert (stopped.completion_tokens, stopped.stopped) == (new.index(new[3]), True)

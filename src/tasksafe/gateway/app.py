@@ -277,12 +277,18 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
                 else:
                     backends[model] = await run_in_threadpool(
                         HFBackend.from_name, job["model"], adapter=str(state.root / job["run_dir"] / "adapter"))
-            text = (await run_in_threadpool(backends[model].generate, [conversation],
-                                            GenerationParams(max_new_tokens=max_tokens)))[0]
+            backend, params = backends[model], GenerationParams(max_new_tokens=max_tokens)
+            if isinstance(backend, HFBackend):  # served here: the tokens are counted as they are generated
+                done = (await run_in_threadpool(backend.complete, [conversation], params))[0]
+                text, finish = done.text, "stop" if done.stopped else "length"
+                usage = {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
+                         "total_tokens": done.prompt_tokens + done.completion_tokens}
+            else:  # served upstream: its provider counted, and the counts do not come back through the backend
+                text, finish, usage = (await run_in_threadpool(backend.generate, [conversation], params))[0], "stop", None
         return {"id": "chatcmpl-" + secrets.token_hex(12), "object": "chat.completion", "created": int(time.time()),
                 "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                             "finish_reason": "stop", "logprobs": None}],
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+                                             "finish_reason": finish, "logprobs": None}],
+                "usage": usage}
 
     _dashboard(app, state)
     return app

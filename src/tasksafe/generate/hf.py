@@ -5,10 +5,18 @@ before its reply; generation is greedy by default and uses the KV cache."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from tqdm.auto import tqdm
 
 from tasksafe.generate.base import BACKENDS, Conversation, GenerationParams
+
+
+class Completion(NamedTuple):
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    stopped: bool  # ended its turn (False: cut at max_new_tokens)
 
 
 @BACKENDS.register("hf", description="batched Hugging Face transformers generation (default)")
@@ -60,13 +68,21 @@ class HFBackend:
         return batches
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams = GenerationParams()) -> list[str]:
+        return [c.text for c in self.complete(conversations, params)]
+
+    def complete(self, conversations: Sequence[Conversation],
+                 params: GenerationParams = GenerationParams()) -> list[Completion]:
+        """`generate`, with each reply's token counts: the prompt's, the reply's up to its end of
+        turn, and whether it stopped there (False: it ran into max_new_tokens)."""
         import torch
 
         tokenizer, model = self.tokenizer, self.model
         encoded = [self.encode(c) for c in conversations]
         lengths = [len(ids) + params.max_new_tokens for ids in encoded]
-        outputs: list[str] = [""] * len(encoded)
+        outputs: list[Completion] = [Completion("", 0, 0, True)] * len(encoded)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        eos = getattr(model.generation_config, "eos_token_id", None)
+        stops = {*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id, pad} - {None}
         sampling = params.temperature > 0
         if sampling:
             torch.manual_seed(params.seed)
@@ -87,5 +103,8 @@ class HFBackend:
                        {"temperature": None, "top_p": None, "top_k": None}),
                 )
             for row, i in enumerate(batch):
-                outputs[i] = tokenizer.decode(generated[row, width:], skip_special_tokens=True).strip()
+                new = generated[row, width:].tolist()
+                ended = next((n for n, token in enumerate(new) if token in stops), None)
+                outputs[i] = Completion(tokenizer.decode(new, skip_special_tokens=True).strip(), len(encoded[i]),
+                                        len(new) if ended is None else ended, ended is not None)
         return outputs
