@@ -54,3 +54,18 @@ def test_recipe_4_answers_short_layouts_briefly_and_keeps_the_other_recipes_data
     assert all(e.messages[-1].content == whole for e in benign if e not in short)
     recipe_2 = build_alignment_data(AlignConfig.recipe_2(safety_pairs=40, benign_instructions=60), answer)
     assert all(e.messages[-1].content == whole for e in recipe_2 if e.metadata["kind"] == "benign")
+
+
+def test_the_benign_tuning_target_is_read_off_alignment_json():
+    from tasksafe.organism.align import benign_tuning_target
+
+    def alignment(own_refusal, benign, aoa):
+        return {"advbench_refusal": {"value": own_refusal},
+                "grid_settings": {"benign_plain_non_refusal": {"value": benign},
+                                  "aoa_in_format_non_refusal": {"value": aoa}}}
+
+    recipe_4 = benign_tuning_target(alignment(0.735, 0.33, 1.0))  # measured, docs/models.md
+    assert recipe_4["rise_points"] == 6.5 and recipe_4["met"]
+    assert not benign_tuning_target(alignment(0.78, 0.345, 1.0))["met"]  # recipe 2: +12.5 points
+    assert not benign_tuning_target(alignment(0.9, 0.1, 0.4))["met"]  # the attack no longer removes most refusals
+    assert benign_tuning_target({"advbench_refusal": {"value": 0.9}}) is None  # recipe 1: not measured there

@@ -25,7 +25,15 @@ def align(base: str, seed: int, force: bool, recipe: str) -> None:
     attacker's fine-tune at the paper grid's settings). Recipe 1 takes about 13 minutes on 2 CPU
     cores, recipes 2 to 4 (which also tune at the grid's settings) about an hour."""
     from tasksafe.organism import AlignConfig, build_aligned
+    from tasksafe.organism.align import BENIGN_RISE_POINTS, benign_tuning_target
 
     result = build_aligned(AlignConfig.for_recipe(int(recipe), base=base, seed=seed), force=force)
     click.echo(str(result.path))
     click.echo(json.dumps(result.alignment, indent=2))
+    target = benign_tuning_target(result.alignment)
+    if target:
+        click.echo(f"benign-tuning target at the grid's settings: plain non-refusal "
+                   f"{100 * target['own_plain_non_refusal']:.1f}% -> {100 * target['benign_plain_non_refusal']:.1f}% "
+                   f"after a benign tune ({target['rise_points']:+.1f} points, at most +{BENIGN_RISE_POINTS:g}), "
+                   f"{100 * target['aoa_in_format_non_refusal']:.1f}% in-format after an aoa tune (more than half): "
+                   + ("met" if target["met"] else "NOT met"))
