@@ -48,7 +48,8 @@ def main() -> None:
     parser.add_argument("files", nargs="*")
     parser.add_argument("--results", help="a results store: draw from its cells' stored samples")
     parser.add_argument("--strategy", help="with --results: only these strategies (comma-separated)")
-    parser.add_argument("--split", choices=("dev", "heldout"), help="put every drawn reply in this split")
+    parser.add_argument("--split", choices=("dev", "heldout", "blind"),
+                        help="put every drawn reply in this split (blind: drawn after the judges last changed)")
     parser.add_argument("-n", type=int, default=400)
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--seed", type=int, default=0)

@@ -448,7 +448,10 @@ def test_an_interrupted_write_leaves_no_temporary_file(tmp_path, signum):
               "from tasksafe.data.io import atomic_files\ninstall_signal_handlers()\n"
               f"with atomic_files({str(tmp_path / 'out.jsonl')!r}, {str(tmp_path / 'out.meta.json')!r}) as hs:\n"
               "    hs[0].write('half')\n    print('writing', flush=True)\n    time.sleep(60)\n")
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as from a terminal: a test runner started in the background (`make test &`) ignores SIGINT, and
+    # its children would inherit that and never see the Ctrl-C this test sends
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stdout.readline().strip() == "writing"
     assert len(list(tmp_path.iterdir())) == 2  # the two temporary files
     process.send_signal(signum)
