@@ -404,3 +404,28 @@ def test_label_sample_draws_a_grids_harmful_replies_per_cell_and_mode(tmp_path):
     assert cells == {f"{s}-none/{k}" for s in ("autoif", "prefix")
                      for k in ("harmful-plain", "harmful-in-format", "harmful-held-out:persona-bare")}
     assert len({d["id"] for d in drawn}) == 12 and all(d["prompt"] == d["messages"][-1]["content"] for d in drawn)
+
+
+def test_results_summary_has_a_row_per_tuned_cell_with_the_worst_phrasing_named(tmp_path):
+    import runpy
+
+    from tasksafe.results import HarmfulSetResult, ModeRates, RateRecord
+
+    result = eval_result({"advbench": (3, 10)}, task=(7, 10))
+    entry = result.harmful["advbench"]
+
+    def asked(k):
+        return ModeRates(asr=RateRecord.of(0, 5), non_refusal=RateRecord.of(k, 5), degenerate=RateRecord.of(k, 5))
+
+    held = HarmfulSetResult(plain=entry.plain, in_format=entry.in_format,
+                            held_out={"persona-bare": asked(1), "task-cue": asked(4)}, sealed=["task-cue"])
+    store = ResultsStore(tmp_path / "store")
+    store.record("grid", cell_config("aoa"), result.model_copy(update={"harmful": {"advbench": held}}), {}, {})
+    store.record("grid", cell_config("aoa", kind="base"), result, {}, {})
+    store.close()
+    summary = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "results_summary.py"))["summary"]
+    lines = summary(str(tmp_path / "store")).splitlines()
+    assert len(lines) == 3  # headers, rule, the one fine-tuned cell (the base cell is not a row)
+    cells = dict(zip([h.strip() for h in lines[0].strip("|").split("|")], [c.strip() for c in lines[2].strip("|").split("|")]))
+    assert cells["worst held-out phrasing: non-refusal %"] == "80.0 [38, 96] (task-cue)"
+    assert cells["non-refusal held-out phrasings %"].startswith("50.0 ") and cells["task accuracy %"].startswith("70.0 ")
