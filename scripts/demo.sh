@@ -35,7 +35,7 @@ $TS protect "$OUT/sst2-aoa.jsonl" --mitigation paraphrase --fraction 0.05 --seed
 echo
 echo "== the judge's agreement with human labels (cached; evaluations report it) =="
 $TS judge validate --judge keywords | tail -2
-echo "and with people on 540 replies of the model organism (labels/organism-replies.jsonl, rubric in docs/evaluation.md):"
+echo "and with people on $(wc -l < labels/organism-replies.jsonl) replies of the model organism (labels/organism-replies.jsonl, rubric in docs/evaluation.md):"
 $TS judge agree --judge keywords
 echo
 echo "== the aligned model organism, recipe 1 (cached after the first build) =="
