@@ -23,21 +23,14 @@ HARMFUL_CELLS = ("advbench",)  # organism/<set> cells other than these asked ben
 def stored_replies(results_dir: str, strategies: set[str] | None):
     """A grid's harmful-prompt samples as replies records, one cell per (grid cell, sample kind):
     "STRATEGY-MITIGATION/harmful-in-format" and so on (base cells: "base-STRATEGY/...")."""
-    from pathlib import Path
+    from tasksafe.report.rejudge import stored_samples
 
-    from tasksafe.experiments.store import ResultsStore
-    from tasksafe.report.rejudge import read_samples
-
-    store = ResultsStore(results_dir, read_only=True)
-    rows = store.rows()
-    store.close()
-    for row in rows:
+    for row, samples in stored_samples(results_dir):
         config = row.config
         if strategies and config.strategy not in strategies:
             continue
         name = f"base-{config.strategy}" if config.kind == "base" else f"{config.strategy}-{config.mitigation_label()}"
-        path = Path(results_dir) / "artifacts" / "evals" / row.id / "samples.jsonl"
-        for sample in read_samples(path) if path.is_file() else ():
+        for sample in samples:
             if sample["kind"].startswith("harmful-"):
                 yield {"cell": f"{name}/{sample['kind']}", "messages": sample["prompt"],
                        "response": sample["response"]}

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import Field
 
 from tasksafe.experiments.spec import CellConfig
-from tasksafe.experiments.store import ResultsStore
+from tasksafe.experiments.store import CellRecord, ResultsStore
 from tasksafe.results import RateRecord, Record
 
 MODES = {"harmful-plain": "plain", "harmful-in-format": "in-format"}
@@ -34,6 +34,18 @@ def read_samples(path: str | Path) -> Iterator[dict]:
         yield sample
 
 
+def stored_samples(results_dir: str | Path) -> Iterator[tuple[CellRecord, list[dict]]]:
+    """Each finished cell of a store with its evaluation's stored samples (cells without
+    samples are skipped)."""
+    store = ResultsStore(results_dir, read_only=True)
+    rows = store.rows()
+    store.close()
+    for row in rows:
+        path = Path(results_dir) / "artifacts" / "evals" / row.id / "samples.jsonl"
+        if path.is_file():
+            yield row, list(read_samples(path))
+
+
 class RejudgeEntry(Record):
     """One (cell, harmful set, mode): ASR by the stored verdicts and by another judge."""
 
@@ -51,17 +63,11 @@ def rejudge(results_dir: str | Path, judge_name: str, harmful_set: str | None = 
     """One entry per (cell, harmful set, mode) of every finished cell with stored samples."""
     from tasksafe.judges import JUDGES, judge_many
 
-    store = ResultsStore(results_dir, read_only=True)
-    rows = store.rows()
-    store.close()
     judge = JUDGES.get(judge_name)()
     out = []
-    for row in rows:
-        samples_path = Path(results_dir) / "artifacts" / "evals" / row.id / "samples.jsonl"
-        if not samples_path.is_file():
-            continue
+    for row, samples in stored_samples(results_dir):
         groups = defaultdict(list)
-        for sample in read_samples(samples_path):
+        for sample in samples:
             if sample["kind"] in MODES and harmful_set in (None, sample["set"]):
                 groups[(sample["set"], MODES[sample["kind"]])].append(sample)
         for (set_name, mode), samples in groups.items():
