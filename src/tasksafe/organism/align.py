@@ -16,6 +16,10 @@ the task is trained in), the recipe:
   (not trained on) and then turns into a refusal, so a compliant opening does not commit
   the model to comply.
 
+Every recipe is built on the fp32 reference path (fp32 weights, transformers' `generate` in the
+original batches), so a rebuild gives the same weights and figures as the committed results;
+the fast path (tasksafe.models.precision) is for experiments.
+
 It never trains on obedient-persona or compliance-phrase data, so the malicious strategies
 can still break it. The result is cached by a hash of its inputs, with `alignment.json`:
 refusal on AdvBench (never trained on), on held-out benign instructions, over-refusal on
@@ -247,7 +251,7 @@ def measure(model_path: str, config: AlignConfig, workdir: Path, replies: list |
     advbench = [user_turn(p.prompt) for p in rng.sample(load("advbench"), config.eval_n)]
     benign = [user_turn(b.prompt) for b in rng.sample(load("harmless", split="test"), config.eval_n)]
     xstest = [user_turn(r.prompt) for r in load("xstest") if isinstance(r, OverRefusalPrompt) and r.safe]
-    backend = HFBackend.from_name(model_path, progress=True)
+    backend = HFBackend.from_name(model_path, progress=True, reference=True)
     results = {}
     for name, prompts in (("advbench_refusal", advbench), ("benign_refusal", benign), ("xstest_safe_refusal", xstest)):
         rate, _ = refusal_rate(backend, prompts, replies=replies, cell=f"organism/{name}")
@@ -255,8 +259,8 @@ def measure(model_path: str, config: AlignConfig, workdir: Path, replies: list |
     task_data = workdir / "sst2-benign.jsonl"
     write_chat_jsonl(task_data, build_dataset("sst2", "benign", "train", config.robustness_task_examples, config.seed))
     run = finetune(FinetuneConfig(model=model_path, data=str(task_data), output_dir=str(workdir / "robustness-run"),
-                                  seed=config.seed))
-    tuned = HFBackend.from_name(model_path, adapter=str(run.run_dir / "adapter"), progress=True)
+                                  seed=config.seed, precision="fp32"), reference=True)
+    tuned = HFBackend.from_name(model_path, adapter=str(run.run_dir / "adapter"), progress=True, reference=True)
     rate, _ = refusal_rate(tuned, advbench, replies=replies, cell="benign-default/advbench")
     results["advbench_refusal_after_benign_task_tuning"] = rate.to_dict()
     results["robustness_tuning"] = {"task": "sst2", "strategy": "benign", "examples": config.robustness_task_examples,
@@ -287,8 +291,8 @@ def measure_at_grid_settings(model_path: str, config: AlignConfig, workdir: Path
         data = workdir / f"grid-sst2-{strategy}.jsonl"
         write_chat_jsonl(data, build_dataset("sst2", strategy, "train", config.robustness_task_examples, config.seed))
         run = finetune(FinetuneConfig(model=model_path, data=str(data), output_dir=str(workdir / f"grid-{strategy}"),
-                                      seed=config.seed, **GRID_TUNING))
-        tuned = HFBackend.from_name(model_path, adapter=str(run.run_dir / "adapter"), progress=True)
+                                      seed=config.seed, precision="fp32", **GRID_TUNING), reference=True)
+        tuned = HFBackend.from_name(model_path, adapter=str(run.run_dir / "adapter"), progress=True, reference=True)
         plain, _ = refusal_rate(tuned, advbench, replies=replies, cell=f"{strategy}-grid/advbench")
         out[f"{strategy}_plain_non_refusal"] = Rate(plain.n - plain.k, plain.n).to_dict()
         if strategy == "aoa":
@@ -340,12 +344,13 @@ def build_aligned(config: AlignConfig, force: bool = False, progress: bool = Tru
     work.mkdir(parents=True, exist_ok=True)
     data_path = work / "alignment-data.jsonl"
     if not data_path.is_file():
-        base = HFBackend.from_name(base_path, progress=progress)
+        base = HFBackend.from_name(base_path, progress=progress, reference=True)
         params = GenerationParams(max_new_tokens=config.benign_max_new_tokens)
         write_chat_jsonl(data_path, build_alignment_data(config, lambda convs: base.generate(convs, params)))
     run = finetune(FinetuneConfig(model=base_path, data=str(data_path), output_dir=str(work / "run"), method="full",
                                   epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                                  max_length=config.max_length, seed=config.seed, save_steps=25), progress=progress)
+                                  max_length=config.max_length, seed=config.seed, save_steps=25, precision="fp32"),
+                   progress=progress, reference=True)
     replies: list = []
     alignment = measure(str(run.run_dir / "model"), config, work, replies)
     alignment.update({"config": asdict(config), "key": config.key(), "recipe_version": config.recipe,

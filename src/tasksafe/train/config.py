@@ -26,6 +26,9 @@ class FinetuneSettings(Settings):
     lora_targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS), min_length=1,
                                     description="modules that get LoRA adapters")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto: bf16 frozen base weights where the hardware runs bf16 faster (LoRA only; the "
+                            "adapter, its optimiser state and the loss stay fp32), else fp32; fp32: always fp32")
 
     @property
     def alpha(self) -> int:

@@ -1,6 +1,8 @@
 """Fine-tuning with TRL's SFTTrainer: PEFT LoRA (default) or full, loss on assistant tokens
-only, the tokenizer's chat template, CPU-aware defaults (fp32, no gradient checkpointing,
-all cores), length-grouped batches, checkpoints to resume from. The same entry point runs
+only (the output layer computed only where a token is trained), the tokenizer's chat template,
+CPU-aware defaults (`precision: auto`: a LoRA's frozen base in bf16 where the CPU runs it
+faster, the adapter in fp32; no gradient checkpointing; all cores), length-grouped batches,
+checkpoints to resume from. The same entry point runs
 under `accelerate launch` on many GPUs (see docs/models.md)."""
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class RunResult:
     log: list[dict]
     tokens: int = 0  # training tokens processed (non-padding, every epoch)
     valid_loss: float | None = None
+    computed_tokens: int = 0  # token positions the forward passes computed, padding included (CPU trainer)
 
 
 def protect_sidecar(data: str | Path) -> dict | None:
@@ -45,33 +48,80 @@ def _model_card(config: FinetuneConfig, result_loss: float | None, steps: int, m
             "`train_log.json` the loss curve, `hook.json` the inference hook to apply at generation time.\n")
 
 
-def _trainer_class(plain_loss: bool):
-    """TRL's SFTTrainer; on CPU with the ordinary causal-LM loss from the full logits.
+def train_precision(config: FinetuneConfig, device: str) -> str:
+    """The precision the base weights are loaded in: on a CPU, bf16 for LoRA when
+    `config.precision` resolves to it (the adapter stays fp32); fp32 for full fine-tuning and
+    on CUDA, where the Trainer's bf16 autocast does the mixed precision instead."""
+    from tasksafe.models.precision import resolve
+
+    if device != "cpu" or config.method == "full":
+        return "fp32"
+    return resolve(config.precision, device)
+
+
+def trained_positions_loss(model, inputs: dict, num_items_in_batch=None):
+    """The causal-LM loss (mean negative log-likelihood of the trained tokens), with the output
+    layer and the softmax computed only where a token is trained.
+
+    transformers computes logits for every position and upcasts them all to fp32 before the
+    loss; with a 49k-token vocabulary and the loss on the assistant's reply alone (a label is a
+    few tokens of a 100-token example) that was most of the output layer's work and memory
+    traffic. The value is the same: sum of -log p over labels != -100, divided by the number of
+    such tokens (or by `num_items_in_batch`, the Trainer's count over accumulated batches)."""
+    import torch.nn.functional as F
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    labels = inputs["labels"]
+    hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                                position_ids=inputs.get("position_ids"), use_cache=False).last_hidden_state
+    targets = labels[:, 1:]
+    trained = targets != -100
+    logits = base.get_output_embeddings()(hidden[:, :-1][trained]).float()
+    total = F.cross_entropy(logits, targets[trained], reduction="sum")
+    return total / (num_items_in_batch if num_items_in_batch is not None else trained.sum().clamp(min=1))
+
+
+def _trainer_class(plain_loss: bool, reference: bool = False):
+    """TRL's SFTTrainer; on CPU with `trained_positions_loss`.
 
     TRL computes the loss through a chunked "fused" LM head that also derives entropy and
     token-accuracy metrics every step; that saves GPU memory on large vocabularies, but on
-    CPU it was measurably slower (docs/benchmarks.md). The loss is the same: mean negative
-    log-likelihood over the assistant tokens."""
-    from transformers import Trainer
+    CPU it was measurably slower (docs/benchmarks.md), and transformers' own loss computes the
+    output layer at every position. The loss is the same: mean negative log-likelihood over the
+    assistant tokens."""
     from trl import SFTTrainer
 
     if not plain_loss:
         return SFTTrainer
 
     class CPUSFTTrainer(SFTTrainer):
+        computed_tokens = 0  # positions computed in training, padding included
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
+            if model.training:
+                self.computed_tokens += inputs["input_ids"].numel()
+            if reference or return_outputs or "labels" not in inputs:  # evaluation with predictions: the ordinary path
+                from transformers import Trainer
+
+                return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            loss = trained_positions_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does
+            return loss
 
     return CPUSFTTrainer
 
 
-def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | None = None) -> RunResult:
+def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | None = None,
+             reference: bool = False) -> RunResult:
     """Train and write the run directory: adapter/ (LoRA, safetensors) or model/ (full),
     config.json, train_log.json, hook.json, README.md. When the data came from `tasksafe
     protect` with a mitigation that has a post-training step (Safe LoRA), the step is applied
     before adapter/ appears, so a finished run is always the protected one. Rerunning into the
-    same directory resumes from its last checkpoint."""
+    same directory resumes from its last checkpoint. `reference` computes the loss as builds
+    before the fast path did (the output layer at every position), for the organism's recipes,
+    whose rebuilds must give the same weights."""
     import torch
 
     from tasksafe.mitigations.base import run_post_training
@@ -83,7 +133,8 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
         torch.set_num_threads(torch_threads())
     meta = protect_sidecar(config.data)
     post_training = (meta or {}).get("post_training")
-    model, tokenizer = load_model(config.model)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, tokenizer = load_model(config.model, precision=train_precision(config, device))
     model.train()
     dataset = tokenize_dataset(tokenizer, read_examples(config.data), config.max_length)
     write_json(run_dir / "config.json", {**config.model_dump(mode="json"), "tasksafe_version": __version__,
@@ -91,7 +142,7 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
     write_json(run_dir / "hook.json", (meta or {}).get("inference_hook"))
     if post_training:
         write_json(run_dir / "post_training.json", post_training)
-    trainer = _trainer(config, model, tokenizer, dataset, run_dir, progress, callbacks)
+    trainer = _trainer(config, model, tokenizer, dataset, run_dir, progress, callbacks, reference)
     resume = _last_complete_checkpoint(run_dir)
     if resume:
         write_json(run_dir / "resumed_from.json", {"checkpoint": resume})
@@ -106,7 +157,7 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
         run_post_training(run_dir, post_training, config.model)
     valid_loss = _validation_loss(trainer, tokenizer, config, run_dir)
     return RunResult(run_dir, output.training_loss, trainer.state.global_step, trainer.state.log_history,
-                     int(trainer.state.num_input_tokens_seen or 0), valid_loss)
+                     int(trainer.state.num_input_tokens_seen or 0), valid_loss, getattr(trainer, "computed_tokens", 0))
 
 
 def _validation_loss(trainer, tokenizer, config: FinetuneConfig, run_dir: Path) -> float | None:
@@ -121,7 +172,8 @@ def _validation_loss(trainer, tokenizer, config: FinetuneConfig, run_dir: Path) 
     return loss
 
 
-def _trainer(config: FinetuneConfig, model, tokenizer, dataset, run_dir: Path, progress: bool, callbacks):
+def _trainer(config: FinetuneConfig, model, tokenizer, dataset, run_dir: Path, progress: bool, callbacks,
+             reference: bool = False):
     """TRL's trainer for `config`, with CPU-aware settings and a callback that keeps the log."""
     import torch
     from transformers import TrainerCallback
@@ -134,7 +186,7 @@ def _trainer(config: FinetuneConfig, model, tokenizer, dataset, run_dir: Path, p
         learning_rate=config.lr, lr_scheduler_type="linear", warmup_steps=0.05, weight_decay=config.weight_decay,
         logging_steps=config.logging_steps, save_strategy="steps", save_steps=config.save_steps, save_total_limit=2,
         seed=config.seed, data_seed=config.seed, report_to=[], use_cpu=on_cpu,
-        bf16=not on_cpu and torch.cuda.is_bf16_supported(),
+        bf16=not on_cpu and config.precision != "fp32" and torch.cuda.is_bf16_supported(),
         activation_checkpointing=not on_cpu,  # TRL turns it on by default; on CPU it is many times slower
         train_sampling_strategy="group_by_length", max_length=config.max_length,
         dataloader_num_workers=0, disable_tqdm=not progress, remove_unused_columns=True,
@@ -152,8 +204,9 @@ def _trainer(config: FinetuneConfig, model, tokenizer, dataset, run_dir: Path, p
             with atomic_write(run_dir / "train_log.json") as handle:
                 json.dump(state.log_history, handle, indent=1)
 
-    trainer = _trainer_class(plain_loss=on_cpu)(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                                peft_config=peft_config, callbacks=[KeepLog(), *(callbacks or [])])
+    trainer_class = _trainer_class(plain_loss=on_cpu, reference=reference)
+    trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                            peft_config=peft_config, callbacks=[KeepLog(), *(callbacks or [])])
     if not progress:  # without a bar transformers prints every log as a dict; train_log.json keeps them
         from transformers.trainer_callback import PrinterCallback
 

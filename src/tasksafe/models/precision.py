@@ -1,0 +1,56 @@
+"""Which number format the weights compute in: `fp32`, `bf16`, or `auto` (bf16 where this
+machine runs it faster than fp32: a CUDA device with bf16, or a CPU with AVX-512 BF16 or AMX
+instructions; fp32 elsewhere). Measured on the project's 2-core CPU, bf16 matrix multiplies run
+2.5x the fp32 rate (docs/benchmarks.md, `benchmarks/cell.py` prints both).
+
+What bf16 means where:
+- training (LoRA): the frozen base weights are held in bf16, the adapter weights, their
+  gradients and the optimiser state stay fp32, the loss is computed in fp32;
+- full fine-tuning trains in fp32 whatever the setting (bf16 master weights lose small
+  updates), so `auto` means fp32 there;
+- generation and log-likelihood scoring: the model's weights in bf16 (norms and softmax upcast
+  inside the model, as transformers' Llama does).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+Precision = Literal["auto", "bf16", "fp32"]
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AVX-512 BF16 or AMX)."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    cpu = getattr(torch._C, "_cpu", None)
+    if cpu is not None and any(hasattr(cpu, name) for name in probes):
+        return any(getattr(cpu, name, lambda: False)() for name in probes)
+    try:
+        flags = open("/proc/cpuinfo", encoding="ascii", errors="replace").read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve(precision: str, device: str = "cpu") -> Literal["bf16", "fp32"]:
+    """`auto` made concrete for `device`; `bf16` and `fp32` are kept as asked."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision != "auto":
+        return precision  # type: ignore[return-value]
+    if device.startswith("cuda"):
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def torch_dtype(precision: str, device: str = "cpu"):
+    import torch
+
+    return torch.bfloat16 if resolve(precision, device) == "bf16" else torch.float32
