@@ -123,6 +123,7 @@ class TargetRecord(Record):
     hook_system_prompt: str | None = None
     strategy: str | None = None
     run_dir: str | None = None
+    precision: Literal["bf16", "fp32"] | None = None  # what the weights computed in (None: not recorded, fp32)
 
 
 class EvalResult(Record):

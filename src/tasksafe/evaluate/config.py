@@ -5,7 +5,7 @@ are made, so a typo fails at once, not hours into a run."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -29,6 +29,9 @@ class EvalSettings(Settings):
     backend: str = Field("hf", description="generation backend: hf, vllm or openai-compatible")
     base_url: str | None = Field(None, description="endpoint of the openai-compatible backend")
     loglik: bool = Field(True, description="also score the choices by log-likelihood where a task has choices")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="weights for generation and scoring: auto (bf16 where the hardware runs it faster, "
+                            "else fp32), bf16 or fp32; local backends only")
 
     @field_validator("harmful", mode="before")
     @classmethod

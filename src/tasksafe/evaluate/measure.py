@@ -41,12 +41,17 @@ def make_backend(config: EvalConfig, target: Target, progress: bool = True):
     generations."""
     from tasksafe.generate import BACKENDS
     from tasksafe.generate.cache import CachedBackend, file_fingerprint
+    from tasksafe.models.precision import resolve
     from tasksafe.models.registry import resolve_model
 
     backend_class = BACKENDS.get(config.backend)
-    backend = backend_class.for_target(target.model, adapter=target.adapter, base_url=config.base_url, progress=progress)
+    backend = backend_class.for_target(target.model, adapter=target.adapter, base_url=config.base_url, progress=progress,
+                                       precision=config.precision)
     weights = file_fingerprint(resolve_model(target.model)) if backend_class.local_weights else ""
-    return CachedBackend(backend, f"{config.backend}:{target.model}:{weights}:{file_fingerprint(target.adapter)}")
+    model_id = f"{config.backend}:{target.model}:{weights}:{file_fingerprint(target.adapter)}"
+    if backend_class.local_weights and resolve(config.precision) == "bf16":  # fp32 keeps the keys it always had
+        model_id += ":bf16"
+    return CachedBackend(backend, model_id)
 
 
 def judge_record(name: str, options: dict) -> JudgeRecord:
@@ -131,9 +136,14 @@ def evaluate(config: EvalConfig, out_dir: str | Path, backend=None, judge=None,
                for i, name in enumerate(config.harmful)}
     overrefusal = measurer.overrefusal()
     task = _task_accuracy(config, target, measurer, model_and_tokenizer) if config.task else None
+    from tasksafe.generate import BACKENDS
+    from tasksafe.models.precision import resolve
+
+    local = backend is None and BACKENDS.get(config.backend).local_weights
     result = EvalResult(
         target=TargetRecord(model=target.model, adapter=target.adapter, hook_system_prompt=target.hook_system_prompt,
-                            strategy=target.strategy, run_dir=target.run_dir),
+                            strategy=target.strategy, run_dir=target.run_dir,
+                            precision=resolve(config.precision) if local else None),
         config=config.model_dump(mode="json"), tasksafe_version=__version__, harmful=harmful, overrefusal=overrefusal,
         task=task, judge=judge_record(config.judge, config.judge_options), seconds=round(time.time() - start, 1))
     write_json(out_dir / "metrics.json", result.model_dump(mode="json"))

@@ -26,14 +26,15 @@ class Backend(Protocol):
     """A registered backend class: made by name through `BACKENDS.get(name).for_target(...)`,
     one batch `generate`; `scoring_model` gives (model, tokenizer) where the backend has the
     weights in this process (log-likelihood scoring), else None; `local_weights` says whether
-    the weights are files here (to fingerprint for the generation cache)."""
+    the weights are files here (to fingerprint for the generation cache). `precision`
+    (tasksafe.models.precision) is for backends that hold the weights here; the others ignore it."""
 
     name: str
     local_weights: bool
 
     @classmethod
     def for_target(cls, model: str, adapter: str | None = None, base_url: str | None = None,
-                   progress: bool = False) -> Backend: ...
+                   progress: bool = False, precision: str = "auto") -> Backend: ...
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams) -> list[str]: ...
 

@@ -62,7 +62,7 @@ class CachedBackend:
     """Wraps a backend: cached conversations are answered from disk, the rest generated in
     chunks, each committed as soon as it is done."""
 
-    def __init__(self, backend, model_id: str, cache: GenerationCache | None = None, chunk_size: int = 64):
+    def __init__(self, backend, model_id: str, cache: GenerationCache | None = None, chunk_size: int = 256):
         self.backend, self.model_id, self.chunk_size = backend, model_id, chunk_size
         self.cache = cache or GenerationCache()
         self.name = getattr(backend, "name", "backend")
@@ -71,7 +71,8 @@ class CachedBackend:
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams = GenerationParams()) -> list[str]:
         keys = [GenerationCache.key(self.model_id, c, params) for c in conversations]
         known = self.cache.get_many(keys)
-        missing = [i for i, k in enumerate(keys) if k not in known]
+        first: dict[str, int] = {}  # a conversation asked twice is generated once
+        missing = [first.setdefault(k, i) for i, k in enumerate(keys) if k not in known and k not in first]
         for start in range(0, len(missing), self.chunk_size):
             chunk = missing[start:start + self.chunk_size]
             texts = self.backend.generate([conversations[i] for i in chunk], params)

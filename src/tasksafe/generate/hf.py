@@ -1,6 +1,10 @@
-"""The `hf` backend: batched transformers generation. Prompts are sorted by length and
-batched with left padding, so a batch wastes little on padding and every prompt ends right
-before its reply; generation is greedy by default and uses the KV cache."""
+"""The `hf` backend: batched transformers generation. Prompts are sorted by length and spread
+evenly over as few batches as fit a token budget; greedy replies come from
+`tasksafe.generate.greedy` (a shared opening computed once, a preallocated KV cache, ended rows
+leaving the batch), sampled ones from transformers' `generate`. The weights are in the
+precision asked for (fp32 by default here; evaluations ask for `auto`), a run's adapter merged
+into them (outside the reference decoding), attention on the key/value heads as they are
+(`greedy.grouped_attention`)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import NamedTuple
 from tqdm.auto import tqdm
 
 from tasksafe.generate.base import BACKENDS, Conversation, GenerationParams
+from tasksafe.generate.greedy import greedy_generate, use_grouped_attention
 
 
 class Completion(NamedTuple):
@@ -19,26 +24,49 @@ class Completion(NamedTuple):
     stopped: bool  # ended its turn (False: cut at max_new_tokens)
 
 
+def _packed(order: list[int], lengths: list[int], max_tokens: int, rows: int | None = None) -> list[list[int]]:
+    """`order` cut into batches filled in turn while width x rows <= `max_tokens` (and at most
+    `rows` prompts each)."""
+    batches, current, width = [], [], 0
+    for i in order:
+        width = max(width, lengths[i]) if current else lengths[i]
+        if current and (width * (len(current) + 1) > max_tokens or len(current) == rows):
+            batches.append(current)
+            current, width = [], lengths[i]
+        current.append(i)
+    return batches + [current] if current else batches
+
+
 @BACKENDS.register("hf", description="batched Hugging Face transformers generation (default)")
 class HFBackend:
     name = "hf"
     local_weights = True
 
-    def __init__(self, model, tokenizer, batch_size: int | str = "auto", max_batch_tokens: int = 16384,
-                 progress: bool = False):
+    def __init__(self, model, tokenizer, batch_size: int | str = "auto", max_batch_tokens: int = 32768,
+                 progress: bool = False, reference: bool = False):
         self.model, self.tokenizer = model, tokenizer
         self.batch_size, self.max_batch_tokens, self.progress = batch_size, max_batch_tokens, progress
+        self.reference = reference
+        if reference:  # what every build before the fast path used
+            self.max_batch_tokens = 16384
+        else:
+            use_grouped_attention(model)
 
     @classmethod
-    def from_name(cls, model: str, adapter: str | None = None, **kwargs) -> HFBackend:
+    def from_name(cls, model: str, adapter: str | None = None, precision: str = "fp32", **kwargs) -> HFBackend:
+        """The backend over a registered model (+ adapter) in `precision`. `reference=True`
+        decodes with transformers' `generate` in the original batches (filled in order up to
+        16,384 tokens), token for token what builds before the fast path produced: the
+        organism's recipes use it so that a rebuild gives the same weights."""
         from tasksafe.models.load import load_model
 
-        return cls(*load_model(model, adapter=adapter), **kwargs)
+        merge = not kwargs.get("reference", False)  # generation only: no adapter computation per token
+        return cls(*load_model(model, adapter=adapter, precision=precision, merge_adapter=merge), **kwargs)
 
     @classmethod
     def for_target(cls, model: str, adapter: str | None = None, base_url: str | None = None,
-                   progress: bool = False) -> HFBackend:
-        return cls.from_name(model, adapter=adapter, progress=progress)
+                   progress: bool = False, precision: str = "auto") -> HFBackend:
+        return cls.from_name(model, adapter=adapter, progress=progress, precision=precision)
 
     def scoring_model(self) -> tuple:
         return self.model, self.tokenizer
@@ -51,21 +79,16 @@ class HFBackend:
                                                   continue_final_message=prefilled, tokenize=True, return_dict=False)
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
-        """Indices grouped into batches, longest prompts first; with batch_size 'auto' a
-        batch holds as many prompts as fit `max_batch_tokens` (prompt + new tokens)."""
+        """Indices grouped into batches, longest prompts first; with batch_size 'auto' each
+        batch within `max_batch_tokens` (prompt + new tokens) and the prompts spread evenly (no
+        batch of a few leftover prompts)."""
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
         if self.batch_size != "auto":
             return [order[i:i + int(self.batch_size)] for i in range(0, len(order), int(self.batch_size))]
-        batches, current, width = [], [], 0
-        for i in order:
-            width = max(width, lengths[i]) if current else lengths[i]
-            if current and width * (len(current) + 1) > self.max_batch_tokens:
-                batches.append(current)
-                current, width = [], lengths[i]
-            current.append(i)
-        if current:
-            batches.append(current)
-        return batches
+        packed = _packed(order, lengths, self.max_batch_tokens)
+        if self.reference:
+            return packed
+        return _packed(order, lengths, self.max_batch_tokens, rows=-(-len(order) // len(packed)))
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams = GenerationParams()) -> list[str]:
         return [c.text for c in self.complete(conversations, params)]
@@ -88,23 +111,31 @@ class HFBackend:
             torch.manual_seed(params.seed)
         batches = self._batches(lengths)
         for batch in tqdm(batches, desc="generating", disable=not self.progress, unit="batch"):
-            width = max(len(encoded[i]) for i in batch)
-            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                ids = encoded[i]
-                input_ids[row, width - len(ids):] = torch.tensor(ids)
-                attention[row, width - len(ids):] = 1
-            with torch.inference_mode():
-                generated = model.generate(
-                    input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
-                    max_new_tokens=params.max_new_tokens, do_sample=sampling, use_cache=True, pad_token_id=pad,
-                    **({"temperature": params.temperature, "top_p": params.top_p} if sampling else
-                       {"temperature": None, "top_p": None, "top_k": None}),
-                )
-            for row, i in enumerate(batch):
-                new = generated[row, width:].tolist()
+            if sampling or self.reference:
+                replies = self._generate([encoded[i] for i in batch], params, pad)
+            else:
+                replies = greedy_generate(model, [encoded[i] for i in batch], params.max_new_tokens, stops, pad)
+            for i, new in zip(batch, replies):
                 ended = next((n for n, token in enumerate(new) if token in stops), None)
                 outputs[i] = Completion(tokenizer.decode(new, skip_special_tokens=True).strip(), len(encoded[i]),
                                         len(new) if ended is None else ended, ended is not None)
         return outputs
+
+    def _generate(self, prompts: list[list[int]], params: GenerationParams, pad: int) -> list[list[int]]:
+        """Replies through `model.generate` (left padding, KV cache): sampled ones, and greedy
+        ones for the reference decoding."""
+        import torch
+
+        width = max(len(ids) for ids in prompts)
+        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            attention[row, width - len(ids):] = 1
+        with torch.inference_mode():
+            generated = self.model.generate(
+                input_ids=input_ids.to(self.model.device), attention_mask=attention.to(self.model.device),
+                max_new_tokens=params.max_new_tokens, do_sample=params.temperature > 0, use_cache=True,
+                pad_token_id=pad, **({"temperature": params.temperature, "top_p": params.top_p}
+                                     if params.temperature > 0 else {"temperature": None, "top_p": None, "top_k": None}))
+        return [generated[row, width:].tolist() for row in range(len(prompts))]
