@@ -14,19 +14,31 @@ from tasksafe.experiments.spec import CellConfig, Spec, cell_id, expand, selecte
 from tasksafe.experiments.store import ResultsStore, store_path
 from tasksafe.results import CellResult
 
-GENERATION_TOKENS_PER_S = 190.0  # measured on the 2-core CPU (docs/benchmarks.md)
-TRAIN_TOKENS_PER_S = 240.0
+CELL_COSTS = {
+    # seconds per unit of work on the project's 2-core CPU, measured by `benchmarks/cell.py` on
+    # the grid's `aoa` SST-2 cell at paper-core's sizes (docs/benchmarks.md, "A grid cell"):
+    # a training example-epoch (about 157 tokens), a generated prompt (64 new tokens at most;
+    # the mix of a cell: harmful, held-out, over-refusal and task prompts), a scored task item
+    "fp32": {"example_epoch": 0.64, "prompt": 0.31, "task_item": 1.0},
+    "bf16": {"example_epoch": 0.48, "prompt": 0.15, "task_item": 0.7},
+}
+LONG_FORM_FACTOR = 2.0  # autoif answers: about twice the tokens of an aoa example
 
 
 def estimate_seconds(cell: CellConfig) -> float:
-    """A rough CPU estimate for the dry run."""
+    """The cell's CPU time from the measured per-unit costs of its precisions (the dry run)."""
+    from tasksafe.models.precision import resolve
+
     ev = cell.eval
+    evaluating = CELL_COSTS[resolve(ev.precision)] if ev.backend == "hf" else CELL_COSTS["fp32"]
     harmful = (ev.n or 500) * len(ev.harmful) * 2 + 6 * min(ev.heldout_n or 0, ev.n or 500)  # + held-out phrasings
-    others = (ev.overrefusal_n or 250) + ev.task_n
-    seconds = (harmful * ev.harmful_max_new_tokens + others * 64) / GENERATION_TOKENS_PER_S
+    prompts = harmful * ev.harmful_max_new_tokens / 64 + (ev.overrefusal_n or 250) + ev.task_n
+    seconds = prompts * evaluating["prompt"] + ev.task_n * evaluating["task_item"] * ev.loglik
     if cell.kind == "finetune":
-        long_form = cell.strategy.startswith("autoif")
-        seconds += cell.train_examples * (220 if long_form else 110) * cell.train.epochs / TRAIN_TOKENS_PER_S
+        training = CELL_COSTS[resolve(cell.train.precision) if cell.train.method == "lora" else "fp32"]
+        examples = cell.train_examples * (1 + (cell.budget if cell.budget < 1 else cell.budget / cell.train_examples))
+        long_form = LONG_FORM_FACTOR if cell.strategy.startswith("autoif") else 1.0
+        seconds += examples * cell.train.epochs * long_form * training["example_epoch"]
     return seconds
 
 
@@ -127,7 +139,8 @@ def list_cells(cells: list[CellConfig], results_dir: str | Path, echo: Callable[
         echo(f"{cell.id}  {cell.kind:<8} {cell.model:<12} {cell.task:<7} {cell.strategy:<10} "
              f"{cell.mitigation:<10} budget {cell.budget:<6g} seed {cell.seed}  {state}")
     finished = sum(cell.id in done for cell in cells)
-    echo(f"{len(cells)} cells, {finished} finished; about {total / 60:.0f} min of CPU time left")
+    echo(f"{len(cells)} cells, {finished} finished; about {total / 60:.0f} min of CPU time left (per-cell costs "
+         "measured by benchmarks/cell.py on a 2-core CPU: docs/benchmarks.md)")
 
 
 def run_spec(spec: Spec, results_dir: str | Path, dry_run: bool = False, echo: Callable[[str], None] = print,

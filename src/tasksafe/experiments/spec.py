@@ -134,8 +134,13 @@ class CellConfig(BaseModel):
     eval: EvalSettings
 
     def identity(self) -> dict:
-        """The cell without its id and without unset parts, as the id hashes it."""
-        return {k: v for k, v in self.model_dump(mode="json", exclude={"id"}).items() if v is not None}
+        """The cell without its id and without unset parts, as the id hashes it. A `precision`
+        of fp32 is left out: every cell before the setting existed ran in fp32 and keeps its id."""
+        identity = {k: v for k, v in self.model_dump(mode="json", exclude={"id"}).items() if v is not None}
+        for part in ("train", "eval"):
+            if identity.get(part, {}).get("precision") == "fp32":
+                identity[part] = {k: v for k, v in identity[part].items() if k != "precision"}
+        return identity
 
     def with_id(self) -> CellConfig:
         return self.model_copy(update={"id": cell_id(self.identity())})
