@@ -30,8 +30,9 @@ class EvalSettings(Settings):
     base_url: str | None = Field(None, description="endpoint of the openai-compatible backend")
     loglik: bool = Field(True, description="also score the choices by log-likelihood where a task has choices")
     precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="weights for generation and scoring: auto (bf16 where the hardware runs it faster, "
-                            "else fp32), bf16 or fp32; local backends only")
+        "fp32", description="weights for generation and scoring: fp32 (the default: bf16 changed 18% of verdicts, "
+                            "docs/benchmarks.md), auto (bf16 where the CPU has bf16 matrix instructions, else fp32) "
+                            "or bf16; local backends only")
 
     @field_validator("harmful", mode="before")
     @classmethod

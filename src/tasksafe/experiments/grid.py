@@ -15,12 +15,13 @@ from tasksafe.experiments.store import ResultsStore, store_path
 from tasksafe.results import CellResult
 
 CELL_COSTS = {
-    # seconds per unit of work on the project's 2-core CPU, measured by `benchmarks/cell.py` on
-    # the grid's `aoa` SST-2 cell at paper-core's sizes (docs/benchmarks.md, "A grid cell"):
-    # a training example-epoch (about 157 tokens), a generated prompt (64 new tokens at most;
-    # the mix of a cell: harmful, held-out, over-refusal and task prompts), a scored task item
-    "fp32": {"example_epoch": 0.64, "prompt": 0.31, "task_item": 1.0},
-    "bf16": {"example_epoch": 0.48, "prompt": 0.15, "task_item": 0.7},
+    # seconds per unit of work on the project's 2-core CPU, from `benchmarks/cell.py` on the
+    # grid's `aoa` SST-2 cell at paper-core's sizes, 2026-12-04 (docs/benchmarks.md, "A grid
+    # cell": fp32 446 s train / 323 s generate / 81 s score, bf16 283 / 209 / 49): a training
+    # example-epoch (about 157 tokens), a prompt as `estimate_seconds` counts them (1,700 for
+    # that cell), a scored task item; estimate_seconds gives that cell's measured time back
+    "fp32": {"example_epoch": 446 / 600, "prompt": 323 / 1700, "task_item": 81 / 100},
+    "bf16": {"example_epoch": 283 / 600, "prompt": 209 / 1700, "task_item": 49 / 100},
 }
 LONG_FORM_FACTOR = 2.0  # autoif answers: about twice the tokens of an aoa example
 

@@ -2,7 +2,7 @@
 evenly over as few batches as fit a token budget; greedy replies come from
 `tasksafe.generate.greedy` (a shared opening computed once, a preallocated KV cache, ended rows
 leaving the batch), sampled ones from transformers' `generate`. The weights are in the
-precision asked for (fp32 by default here; evaluations ask for `auto`), a run's adapter merged
+precision asked for (fp32 by default), a run's adapter merged
 into them (outside the reference decoding), attention on the key/value heads as they are
 (`greedy.grouped_attention`)."""
 
@@ -65,7 +65,7 @@ class HFBackend:
 
     @classmethod
     def for_target(cls, model: str, adapter: str | None = None, base_url: str | None = None,
-                   progress: bool = False, precision: str = "auto") -> HFBackend:
+                   progress: bool = False, precision: str = "fp32") -> HFBackend:
         return cls.from_name(model, adapter=adapter, progress=progress, precision=precision)
 
     def scoring_model(self) -> tuple:

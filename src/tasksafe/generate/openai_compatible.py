@@ -28,7 +28,7 @@ class OpenAICompatibleBackend:
 
     @classmethod
     def for_target(cls, model: str, adapter: str | None = None, base_url: str | None = None,
-                   progress: bool = False, precision: str = "auto") -> OpenAICompatibleBackend:
+                   progress: bool = False, precision: str = "fp32") -> OpenAICompatibleBackend:
         if adapter:
             raise UserError("the openai-compatible backend serves models by name; it cannot load a local adapter")
         return cls(model, base_url=base_url)

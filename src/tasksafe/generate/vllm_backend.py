@@ -26,7 +26,7 @@ class VLLMBackend:
 
     @classmethod
     def for_target(cls, model: str, adapter: str | None = None, base_url: str | None = None,
-                   progress: bool = False, precision: str = "auto") -> VLLMBackend:
+                   progress: bool = False, precision: str = "fp32") -> VLLMBackend:
         return cls(model, adapter=adapter)
 
     def scoring_model(self) -> None:

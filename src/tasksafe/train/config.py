@@ -27,8 +27,9 @@ class FinetuneSettings(Settings):
                                     description="modules that get LoRA adapters")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
     precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="auto: bf16 frozen base weights where the hardware runs bf16 faster (LoRA only; the "
-                            "adapter, its optimiser state and the loss stay fp32), else fp32; fp32: always fp32")
+        "fp32", description="fp32 (the default: bf16 changed 14% of verdicts, docs/benchmarks.md); auto: bf16 frozen "
+                            "base weights where the CPU has bf16 matrix instructions (LoRA only; the adapter, its "
+                            "optimiser state and the loss stay fp32), else fp32; bf16")
 
     @property
     def alpha(self) -> int:
