@@ -1,7 +1,8 @@
 """Training throughput of `tasksafe finetune`'s loop (TRL SFTTrainer + PEFT LoRA) next to a
-bare PyTorch forward/backward loop on the same model, batches and LoRA; target ratio >= 0.9.
-Also reports model FLOPs utilisation against this machine's fp32 matrix-multiply rate,
-measured in the same run.
+bare PyTorch forward/backward loop on the same model, batches, LoRA and precision (the
+default, `auto`: bf16 base weights where the CPU has bf16 matrix instructions); target ratio
+>= 0.9. Also reports model FLOPs utilisation against this machine's matrix-multiply rate in
+that precision, measured in the same run.
 
     TASKSAFE_DATA_DIR=../shared/data python benchmarks/train_throughput.py [--model smollm2-135m] [--steps 6]
 
@@ -24,10 +25,13 @@ from tasksafe.data.chat import write_chat_jsonl
 from tasksafe.models.load import load_model
 from tasksafe.strategies import build_dataset
 from tasksafe.train import FinetuneConfig, finetune, tokenize_dataset
+from tasksafe.train.sft import train_precision
+
+PRECISION = train_precision(FinetuneConfig(data="-", output_dir="-"), "cpu")  # what `tasksafe finetune` uses here
 
 
-def matmul_flops_per_second(size: int = 1024, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_flops_per_second(size: int = 1024, repeats: int = 10, dtype=torch.float32) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     torch.mm(a, b)
     start = time.perf_counter()
     for _ in range(repeats):
@@ -73,7 +77,7 @@ def bare_tokens_per_second(model_name: str, data: Path, steps: int, batch: int, 
     from tasksafe.data.chat import read_examples
 
     defaults = FinetuneConfig()
-    model, tokenizer = load_model(model_name)
+    model, tokenizer = load_model(model_name, precision=PRECISION)
     model = get_peft_model(model, LoraConfig(r=defaults.lora_r, lora_alpha=defaults.lora_alpha,
                                              target_modules=defaults.lora_targets, task_type="CAUSAL_LM"))
     model.config.use_cache = False  # as in the Trainer: no KV cache while training
@@ -118,16 +122,16 @@ def main() -> None:
         write_chat_jsonl(data, build_dataset("sst2", "autoif", n=args.batch * args.steps, seed=0))
         bare = bare_tokens_per_second(args.model, data, args.steps, args.batch, args.max_length)
         ours = trainer_tokens_per_second(args.model, data, Path(tmp) / "run", args.steps, args.batch, args.max_length)
-    peak = matmul_flops_per_second()
+    peak = matmul_flops_per_second(dtype=torch.bfloat16 if PRECISION == "bf16" else torch.float32)
     params = sum(p.numel() for p in load_model(args.model)[0].parameters())
     mfu = 4 * params * ours / peak
     ratio = ours / bare
-    print(f"model {args.model} ({params / 1e6:.0f}M parameters), LoRA r={FinetuneConfig().lora_r}, batch {args.batch}, "
-          f"max length {args.max_length}, {args.steps} steps")
+    print(f"model {args.model} ({params / 1e6:.0f}M parameters), {PRECISION}, LoRA r={FinetuneConfig().lora_r}, "
+          f"batch {args.batch}, max length {args.max_length}, {args.steps} steps")
     print(f"{'bare PyTorch loop':<28}{bare:10.1f} tokens/s")
     print(f"{'tasksafe finetune (TRL)':<28}{ours:10.1f} tokens/s")
     print(f"{'ratio':<28}{ratio:10.2f}   (target >= 0.9)")
-    print(f"{'fp32 matmul rate':<28}{peak / 1e9:10.1f} GFLOP/s")
+    print(f"{PRECISION + ' matmul rate':<28}{peak / 1e9:10.1f} GFLOP/s")
     print(f"{'MFU (4N per LoRA token)':<28}{100 * mfu:10.1f} %")
     print(json.dumps({"benchmark": "train_throughput", "model": args.model, "bare_tokens_per_s": round(bare, 2),
                       "tasksafe_tokens_per_s": round(ours, 2), "ratio": round(ratio, 3), "target_ratio": 0.9, "target": ">=",
