@@ -19,12 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasksafe.stats import wilson_interval
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The version of `EvalResult` the store writes. Version 1 (before typed records) had no
-`schema_version` key and no judge options, version 2 no held-out phrasings; both are read
-with those filled in (empty)."""
+`schema_version` key and no judge options, version 2 no held-out phrasings, version 3 no
+`target.precision` (every such evaluation ran in fp32); all are read with those filled in
+(empty, or None for the precision)."""
 
-SCHEMA_FINGERPRINT = "553a7895a9636144"
+SCHEMA_FINGERPRINT = "90bcc86ae1296d31"
 """A hash of `EvalResult`'s JSON schema at `SCHEMA_VERSION`. A test recomputes it: changing a
 field without bumping the version (and teaching the store to read the old one) fails it."""
 
@@ -129,7 +130,7 @@ class TargetRecord(Record):
 class EvalResult(Record):
     """Everything one evaluation measured; every rate carries k, n and its interval."""
 
-    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3, 4] = SCHEMA_VERSION
     target: TargetRecord
     config: dict[str, Any] = Field(description="the evaluation settings, as given")
     tasksafe_version: str
