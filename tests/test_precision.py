@@ -220,7 +220,7 @@ def test_cell_benchmark_runs_both_paths(mirror):
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
     assert figures["benchmark"] == "cell" and figures["ratio"] > 0 and 0 <= figures["padding"] < 1
-    assert "fidelity of the default path to fp32" in result.stdout and "harmful-plain" in result.stdout
+    assert "fidelity of the fast path to fp32" in result.stdout and "harmful-plain" in result.stdout
 
 
 def test_grouped_attention_gives_the_logits_of_transformers_attention(tmp_path):

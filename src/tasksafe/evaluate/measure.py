@@ -45,8 +45,12 @@ def make_backend(config: EvalConfig, target: Target, progress: bool = True):
     from tasksafe.models.registry import resolve_model
 
     backend_class = BACKENDS.get(config.backend)
+    import inspect
+
+    # a backend written before the precision setting existed is made as it was
+    extra = {"precision": config.precision} if "precision" in inspect.signature(backend_class.for_target).parameters else {}
     backend = backend_class.for_target(target.model, adapter=target.adapter, base_url=config.base_url, progress=progress,
-                                       precision=config.precision)
+                                       **extra)
     weights = file_fingerprint(resolve_model(target.model)) if backend_class.local_weights else ""
     model_id = f"{config.backend}:{target.model}:{weights}:{file_fingerprint(target.adapter)}"
     if backend_class.local_weights and resolve(config.precision) == "bf16":  # fp32 keeps the keys it always had
