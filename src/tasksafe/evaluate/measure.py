@@ -5,6 +5,7 @@ is a typed `EvalResult` (`tasksafe.results`)."""
 
 from __future__ import annotations
 
+import inspect
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -45,8 +46,6 @@ def make_backend(config: EvalConfig, target: Target, progress: bool = True):
     from tasksafe.models.registry import resolve_model
 
     backend_class = BACKENDS.get(config.backend)
-    import inspect
-
     # a backend written before the precision setting existed is made as it was
     extra = {"precision": config.precision} if "precision" in inspect.signature(backend_class.for_target).parameters else {}
     backend = backend_class.for_target(target.model, adapter=target.adapter, base_url=config.base_url, progress=progress,

@@ -1,7 +1,7 @@
 """Fine-tuning with TRL's SFTTrainer: PEFT LoRA (default) or full, loss on assistant tokens
 only (the output layer computed only where a token is trained), the tokenizer's chat template,
-CPU-aware defaults (`precision: auto`: a LoRA's frozen base in bf16 where the CPU runs it
-faster, the adapter in fp32; no gradient checkpointing; all cores), length-grouped batches,
+CPU-aware defaults (fp32; `precision: auto` holds a LoRA's frozen base in bf16 where the CPU
+runs it faster, the adapter in fp32; no gradient checkpointing; all cores), length-grouped batches,
 checkpoints to resume from. The same entry point runs
 under `accelerate launch` on many GPUs (see docs/models.md)."""
 
