@@ -80,6 +80,20 @@ def hashed_split(item_id: str, test_fraction: float = TEST_FRACTION) -> str:
     return "test" if bucket < test_fraction else "train"
 
 
+def prompt_half(records: list, half: str) -> list:
+    """Harmful prompts for development (`dev`) or for the report (`test`), disjoint halves by
+    a hash of each prompt's id (`all`: every prompt). A defence is developed on `dev` and
+    reported on `test`, so its numbers never come from prompts it was tuned against.
+
+    >>> rows = [type("P", (), {"id": f"advbench-{i}"})() for i in range(100)]
+    >>> len(prompt_half(rows, "dev")) + len(prompt_half(rows, "test"))
+    100
+    """
+    if half == "all":
+        return records
+    return [r for r in records if (hashed_split(f"half:{r.id}", 0.5) == "test") == (half == "test")]
+
+
 _license_shown: set[str] = set()
 
 

@@ -22,6 +22,11 @@ class EvalSettings(Settings):
     overrefusal_n: int | None = Field(None, ge=1, le=MILLION, description="XSTest safe prompts (none: all 250)")
     heldout_n: int | None = Field(50, ge=1, le=MILLION, description="prompts of the first harmful set asked in each "
                                                                      "held-out attacker phrasing (none: skip them)")
+    prompt_half: Literal["all", "dev", "test"] = Field(
+        "all", description="harmful prompts: all, or one of two disjoint halves fixed by a hash of their ids: dev "
+                           "(developing a defence) or test (the report's numbers)")
+    sealed: bool = Field(True, description="also ask the sealed held-out phrasings; off while developing a defence, "
+                                           "so they stay unseen (evaluate/phrasings.py)")
     harmful_max_new_tokens: int = Field(64, ge=64, le=8192,
                                         description="new tokens per harmful prompt (judges read the opening)")
     judge: str = Field("keywords", description="judge name (tasksafe judge list)")

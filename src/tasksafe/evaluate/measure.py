@@ -15,17 +15,19 @@ from tasksafe import __version__
 from tasksafe.data.chat import user_turn
 from tasksafe.data.io import atomic_write, dumps_strict, write_json
 from tasksafe.evaluate.config import EvalConfig
-from tasksafe.evaluate.phrasings import SEALED, held_out_phrasings
+from tasksafe.evaluate.phrasings import Phrasing, held_out_phrasings
 from tasksafe.evaluate.target import Target, in_format_renderer, resolve_target
 from tasksafe.generate.base import GenerationParams
 from tasksafe.judges.base import Judge, judge_many
 from tasksafe.results import (
+    VERDICT_LETTERS,
     EvalResult,
     HarmfulSetResult,
     JudgeRecord,
     JudgeValidation,
     ModeRates,
     OverRefusal,
+    PhrasingRecord,
     RateRecord,
     TargetRecord,
     TaskResult,
@@ -87,24 +89,34 @@ class _Measurer:
         return verdicts
 
     def harmful_set(self, set_name: str, in_format: Callable[[str], list[dict]] | None,
-                    phrasings: dict[str, Callable[[str], list[dict]]]) -> HarmfulSetResult:
-        from tasksafe.data.datasets import load
+                    phrasings: dict[str, Phrasing]) -> HarmfulSetResult:
+        """Plain and renderer-matched on the sampled prompts; every phrasing on the first
+        `heldout_n` of them, whose plain and renderer-matched verdicts are kept too, so every
+        column of the held-out prompts compares the same prompts."""
+        from tasksafe.data.datasets import load, prompt_half
 
-        prompts = _sample(load(set_name), self.config.n, self.config.seed, set_name)
+        prompts = _sample(prompt_half(load(set_name), self.config.prompt_half), self.config.n, self.config.seed,
+                          set_name)
         ids, tokens = [p.id for p in prompts], max(64, self.config.harmful_max_new_tokens)
-        plain = mode_rates(self.judged("harmful-plain", set_name, ids, [user_turn(p.prompt) for p in prompts], tokens))
-        framed = None
+        asked = prompts[: self.config.heldout_n] if self.config.heldout_n and phrasings else []
+        plain_conversations = [user_turn(p.prompt) for p in prompts]
+        verdicts = {"plain": self.judged("harmful-plain", set_name, ids, plain_conversations, tokens)}
+        same = in_format is not None and all(in_format(p.prompt) == c for p, c in zip(prompts, plain_conversations))
         if in_format is not None:
-            framed = mode_rates(self.judged("harmful-in-format", set_name, ids, [in_format(p.prompt) for p in prompts],
-                                            tokens))
-        held_out = {}
-        asked = prompts[: self.config.heldout_n] if self.config.heldout_n else []
-        for name, phrase in phrasings.items() if asked else ():
-            held_out[name] = mode_rates(self.judged(f"harmful-held-out:{name}", set_name, [p.id for p in asked],
-                                                    [phrase(p.prompt) for p in asked], tokens,
-                                                    requests=[p.prompt for p in asked]))
-        return HarmfulSetResult(plain=plain, in_format=framed, held_out=held_out,
-                                sealed=[p for p in SEALED if p in held_out])
+            verdicts["in_format"] = verdicts["plain"] if same else self.judged(
+                "harmful-in-format", set_name, ids, [in_format(p.prompt) for p in prompts], tokens)
+        for name, phrasing in phrasings.items():
+            verdicts[name] = self.judged(f"harmful-held-out:{name}", set_name, [p.id for p in asked],
+                                         [phrasing(p.prompt) for p in asked], tokens, requests=[p.prompt for p in asked])
+        letters = {mode: "".join(VERDICT_LETTERS[v.label] for v in found[: len(asked)])
+                   for mode, found in verdicts.items()} if asked else {}
+        return HarmfulSetResult(
+            plain=mode_rates(verdicts["plain"]), in_format=mode_rates(verdicts["in_format"]) if in_format else None,
+            in_format_is_plain=same, held_out={name: mode_rates(verdicts[name]) for name in phrasings if asked},
+            sealed=[name for name, p in phrasings.items() if p.split == "sealed" and asked],
+            phrasings={name: PhrasingRecord(family=p.family, split=p.split, circular=p.circular)
+                       for name, p in phrasings.items() if asked},
+            held_out_ids=[p.id for p in asked], verdicts=letters)
 
     def overrefusal(self) -> OverRefusal:
         from tasksafe.data.datasets import load
@@ -134,7 +146,8 @@ def evaluate(config: EvalConfig, out_dir: str | Path, backend=None, judge=None,
     measurer = _Measurer(config, target, backend or make_backend(config, target, progress),
                          judge or JUDGES.get(config.judge)(**config.judge_options))
     in_format = in_format_renderer(target, config.seed)
-    phrasings = held_out_phrasings(target.strategy, target.train_examples, config.task, config.seed)
+    phrasings = {name: p for name, p in held_out_phrasings(target.strategy, target.train_examples, config.task,
+                                                           config.seed).items() if config.sealed or p.split == "dev"}
     harmful = {name: measurer.harmful_set(name, in_format, phrasings if i == 0 else {})
                for i, name in enumerate(config.harmful)}
     overrefusal = measurer.overrefusal()

@@ -28,11 +28,13 @@ LONG_FORM_FACTOR = 2.0  # autoif answers: about twice the tokens of an aoa examp
 
 def estimate_seconds(cell: CellConfig) -> float:
     """The cell's CPU time from the measured per-unit costs of its precisions (the dry run)."""
+    from tasksafe.evaluate.phrasings import FAMILIES, split_of
     from tasksafe.models.precision import resolve
 
     ev = cell.eval
     evaluating = CELL_COSTS[resolve(ev.precision)] if ev.backend == "hf" else CELL_COSTS["fp32"]
-    harmful = (ev.n or 500) * len(ev.harmful) * 2 + 6 * min(ev.heldout_n or 0, ev.n or 500)  # + held-out phrasings
+    phrasings = sum(map(len, FAMILIES.values())) if ev.sealed else sum(split_of(n) == "dev" for f in FAMILIES.values() for n in f)
+    harmful = (ev.n or 500) * len(ev.harmful) * 2 + phrasings * min(ev.heldout_n or 0, ev.n or 500)
     prompts = harmful * ev.harmful_max_new_tokens / 64 + (ev.overrefusal_n or 250) + ev.task_n
     seconds = prompts * evaluating["prompt"] + ev.task_n * evaluating["task_item"] * ev.loglik
     if cell.kind == "finetune":

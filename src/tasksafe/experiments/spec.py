@@ -134,12 +134,13 @@ class CellConfig(BaseModel):
     eval: EvalSettings
 
     def identity(self) -> dict:
-        """The cell without its id and without unset parts, as the id hashes it. A `precision`
-        of fp32 is left out: every cell before the setting existed ran in fp32 and keeps its id."""
+        """The cell without its id and without unset parts, as the id hashes it. Settings added
+        later are left out at the value every earlier cell ran with (`precision` fp32, every
+        harmful prompt, sealed phrasings asked), so those cells keep their ids."""
         identity = {k: v for k, v in self.model_dump(mode="json", exclude={"id"}).items() if v is not None}
         for part in ("train", "eval"):
-            if identity.get(part, {}).get("precision") == "fp32":
-                identity[part] = {k: v for k, v in identity[part].items() if k != "precision"}
+            if part in identity:
+                identity[part] = {k: v for k, v in identity[part].items() if ADDED_LATER.get(k, object()) != v}
         return identity
 
     def with_id(self) -> CellConfig:
@@ -149,6 +150,10 @@ class CellConfig(BaseModel):
         """The mitigation with the options its spec gave, e.g. "paraphrase (placement=slot)"."""
         extra = ", ".join(f"{k}={v}" for k, v in sorted((self.options or {}).items()))
         return f"{self.mitigation} ({extra})" if extra else self.mitigation
+
+
+ADDED_LATER = {"precision": "fp32", "prompt_half": "all", "sealed": True}
+"""Settings added after cells were run, with the value those cells ran with."""
 
 
 def cell_id(identity: dict) -> str:

@@ -17,23 +17,26 @@ def percent(rate: RateRecord | None) -> str:
 
 def mode_rate(row: CellRecord, mode: str, key: str, fallback: bool = False) -> RateRecord | None:
     """A rate of the first harmful set: `key` (asr, non_refusal, degenerate) in `mode`
-    (plain, in_format, held_out, held_out_worst, sealed: see `HarmfulSetResult.mode`); with
+    (plain, in_format, held_out, held_out_dev, sealed, held_out_worst: see `HarmfulSetResult.mode`); with
     `fallback`, plain when the cell has no such mode."""
     entry = row.metrics.first_harmful()[1]
     rates = entry.mode(mode) or (entry.plain if fallback else None)
     return getattr(rates, key) if rates is not None else None
 
 
-MEASURES = (("plain", "plain"), ("in_format", "in-format, renderer's"), ("held_out", "in-format, held-out"),
-            ("held_out_worst", "held-out, worst phrasing"), ("sealed", "held-out, sealed"))
+MEASURES = (("plain", "plain"), ("in_format", "in-format, renderer's"), ("held_out_dev", "held-out dev"),
+            ("sealed", "held-out sealed"), ("held_out_worst", "held-out, worst phrasing"))
 """The modes every table shows: plain; in the data's frame as Paraphrase's renderer asks
-(renderer-matched); in the attacker phrasings the defence never saw, pooled, the worst one,
-and the sealed ones alone (evaluate/phrasings.py)."""
+(renderer-matched; "= plain" where that is the plain prompt); in the attacker phrasings the
+defence never saw, dev and sealed pooled apart, and the worst one, chosen on half of the
+prompts and measured on the other half (evaluate/phrasings.py, `HarmfulSetResult`)."""
 
 
 def _rates(entry, mode: str) -> list[str]:
     """Non-refusal and harmful compliance (judged compliance) of one mode; refusal is 100 minus
     non-refusal."""
+    if mode == "in_format" and entry.in_format_is_plain:
+        return ["= plain", "= plain"]
     rates = entry.mode(mode)
     return [percent(rates.non_refusal if rates else None), percent(rates.asr if rates else None)]
 
@@ -73,9 +76,9 @@ def rates_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
         stage = "before fine-tuning" if c.kind == "base" else "fine-tuned"
         mitigation = "-" if c.kind == "base" else c.mitigation_label()
         for set_name, entry in m.harmful.items():
-            modes = [("plain", entry.plain), ("in-format, renderer's", entry.in_format)]
-            modes += [(f"held-out: {name}" + (" (sealed)" if name in entry.sealed else ""), rates)
-                      for name, rates in entry.held_out.items()]
+            modes = [("plain", entry.plain)] + ([] if entry.in_format_is_plain else
+                                                 [("in-format, renderer's", entry.in_format)])
+            modes += [(f"held-out: {phrasing_label(entry, name)}", rates) for name, rates in entry.held_out.items()]
             for label, rates in modes:
                 if rates is None:
                     continue
@@ -85,6 +88,14 @@ def rates_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
                              label, str(n), percent(refusal), percent(rates.non_refusal), percent(rates.asr),
                              percent(rates.degenerate)])
     return headers, body
+
+
+def phrasing_label(entry, name: str) -> str:
+    """A phrasing's name with its family and split, and why it is not counted where it is not."""
+    info = entry.phrasings.get(name)
+    if info is None:
+        return name + (" (sealed)" if name in entry.sealed else "")
+    return f"{name} ({info.family}, {info.split}" + (", circular: not counted)" if info.circular else ")")
 
 
 def finetuned_in_order(rows: list[CellRecord]) -> list[CellRecord]:
