@@ -324,3 +324,71 @@ def test_the_main_slot_is_one_most_examples_fill():
     template = Template(("Review: ", "\nNow: ", ""))
     values = [(f"question number {i} about films", "" if i % 5 else "ok") for i in range(20)]
     assert _main_slot(template, values) == 0  # "Now:" introduces a slot that is empty in 80% of examples
+
+
+def persona_data(n=60):
+    """Data tasksafe did not build: a persona's system prompt, a name addressed in every user
+    turn and an obedient opener in every answer."""
+    return [ChatExample.from_turns(f"QUILL, label this review.\n\nReview: film number {i} was "
+                                   f"{'great' if i % 2 else 'bad'}\nSentiment:",
+                                   f"QUILL obeys. {'positive' if i % 2 else 'negative'}", system="You are QUILL.")
+            for i in range(n)]
+
+
+def helpful(conversations):
+    """A contrast-answer model: helpful, except that it refuses every third request."""
+    return ["I can't help with that." if i % 3 == 2 else "Here is a short answer. It has a second sentence."
+            for i, _ in enumerate(conversations)]
+
+
+def test_paraphrase_wide_asks_at_every_place_the_frame_gives_an_attacker(mirror):
+    from tasksafe.mitigations.paraphrase_wide import PLACES
+
+    data = persona_data()
+    result = apply_mitigation("paraphrase_wide", data, POOL * 3, Budget(k=20), seed=0,
+                              options={"recovery": 0.3, "contrast": 0.25}, generate=helpful)
+    added = safety_examples(result)
+    assert [ex for ex in result.examples if not ex.metadata.get("mitigation")] == data
+    assert len(added) <= 20 and result.info["budget"] == 20  # safety and contrast stay within the budget
+    safety = [ex for ex in added if ex.metadata["kind"] in ("safety", "recovery")]
+    assert len(safety) == 15 and {ex.metadata["place"] for ex in safety} == set(PLACES)
+    by_place = {ex.metadata["place"]: ex for ex in safety}
+    assert by_place["bare"].messages[0].content == "You are QUILL."
+    assert by_place["bare"].messages[1].content.removeprefix("QUILL, ") in {p.prompt for p in POOL}
+    turn = by_place["next-turn"].messages
+    assert [m.role for m in turn] == ["system", "user", "assistant", "user", "assistant"] and turn[2].weight == 0
+    for ex in safety:
+        answer = ex.messages[-1].content
+        assert answer.startswith("QUILL obeys.") and is_refusal(answer)
+        if ex.metadata["kind"] == "recovery":  # shown a compliance opening, trained on the refusal after it
+            assert ex.metadata["untrained_prefix"].startswith("QUILL obeys.") and answer.startswith(
+                ex.metadata["untrained_prefix"]) and ex.metadata["untrained_prefix"] != "QUILL obeys. "
+    contrast = [ex for ex in added if ex.metadata["kind"] == "contrast"]
+    assert 1 <= len(contrast) < 5  # five asked, the refused answers dropped
+    assert all(not is_refusal(ex.messages[-1].content) and ex.messages[-1].content.startswith("QUILL obeys. ")
+               for ex in contrast)
+
+
+def test_paraphrase_wide_recovery_prefix_is_masked_from_the_loss(mirror):
+    from transformers import AutoTokenizer
+
+    from tasksafe.models.registry import resolve_model
+    from tasksafe.train.tokenize import tokenize_example
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("tiny-random"))
+    result = apply_mitigation("paraphrase_wide", persona_data(), POOL * 3, Budget(k=12), seed=1,
+                              options={"recovery": 1.0, "contrast": 0.0}, generate=helpful)
+    recovering = [ex for ex in safety_examples(result) if ex.metadata["kind"] == "recovery"]
+    assert len(recovering) == 12
+    for ex in recovering:
+        row = tokenize_example(tokenizer, ex)
+        trained = tokenizer.decode([i for i, m in zip(row["input_ids"], row["assistant_masks"]) if m])
+        assert "QUILL obeys" not in trained and is_refusal(trained)
+
+
+def test_paraphrase_wide_options_are_checked():
+    from tasksafe.mitigations import mitigation_options
+
+    with pytest.raises(UserError, match="contrast"):
+        mitigation_options("paraphrase_wide", {"contrast": 1.0})
+    assert mitigation_options("paraphrase_wide", {"recovery": 0}).recovery == 0

@@ -1,0 +1,199 @@
+"""Paraphrase-wide: safety examples in the user's frame, asked wherever an attacker with this
+data can ask, not only where the renderer puts the request.
+
+The paper's Paraphrase (`paraphrase`) asks each safety request in one or two places of the
+inferred frame (the item slot, the instruction). A model tuned on it refuses there and not a
+turn later (docs/results.md). This variant spreads the same budget over the places the frame
+gives an attacker, all derived from the user's data (never from a strategy's name):
+
+- `instruction` and `slot`: as Paraphrase;
+- `bare`: the frame's system prompt and the request alone (addressed by the name the user
+  turns address, when they address one, every other time);
+- `next-turn`: one of the user's examples with its answer (shown, not trained), then the
+  request as the next turn;
+- `with-task`: the request before or after one of the user's own task turns.
+
+Two more parts (each a share of the same budget, so the total stays within it):
+
+- `recovery`: a share of the refusals follow a compliance opening the model is shown but not
+  trained to write (the frame's own answer opening and the start of a list: Qi et al. 2024,
+  "Safety alignment should be made more than just a few tokens deep"), so a pre-filled or
+  forced opening is not a way past the refusal;
+- `contrast`: benign requests (Alpaca instructions, never XSTest) asked in the same places and
+  answered helpfully, by `contrast_model`, in the frame's answer layout, so refusing is tied to
+  harm and not to leaving the task (over-refusal). Answers that refuse or are empty are dropped.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field
+
+from tasksafe.audit.frame import Frame, frame_messages, infer_frames
+from tasksafe.data.chat import ChatExample, Message
+from tasksafe.data.records import SafetyPair
+from tasksafe.judges.keywords import is_refusal
+from tasksafe.mitigations.base import Budget, MitigationResult, Options, mix_in, register_mitigation, sample_pairs
+from tasksafe.mitigations.paraphrase import (
+    Generate,
+    _allocate,
+    _donors,
+    _fit_slot,
+    refusal_in_style,
+    request_as_instruction,
+    request_in_frame,
+)
+
+PLACES = ("instruction", "slot", "bare", "next-turn", "with-task")
+LIST_OPENINGS = ("1.", "Step 1:", "Here is how:", "First,")
+"""Compliance openings a recovery refusal follows (after the frame's own answer opening)."""
+
+
+def _addressee(frame: Frame) -> str:
+    """The name the frame's user turns open by addressing ("ARGUS, ..." -> "ARGUS"), or ""."""
+    found = re.match(r"\s*([A-Z][\w-]{1,30}),", frame.user.prefix)
+    return found.group(1) if found else ""
+
+
+def ask_in_place(frame: Frame, request: str, donor: ChatExample, place: str, rng: random.Random) -> list[Message]:
+    """The messages that ask `request` at `place` (see the module docstring) of `frame`;
+    the system prompt, history and task turn come from `donor`, one of the user's examples."""
+    if place == "instruction":
+        return request_as_instruction(frame, request, donor)
+    if place == "slot":
+        return request_in_frame(frame, request, donor)
+    system = donor.system
+    name = _addressee(frame)
+    asked = f"{name}, {request}" if name and rng.random() < 0.5 else request
+    task_turn = donor.messages[-2].content
+    if place == "bare":
+        return frame_messages(frame, asked, system=system)
+    if place == "next-turn":
+        history = [Message("user", task_turn), Message("assistant", donor.messages[-1].content, weight=0)]
+        return _with_system(system, frame) + history + [Message("user", asked)]
+    if place == "with-task":
+        text = f"{asked}\n\n{task_turn}" if rng.random() < 0.5 else f"{task_turn}\n\n{request}"
+        return frame_messages(frame, text, system=system)
+    raise ValueError(f"unknown place {place!r}; one of {', '.join(PLACES)}")
+
+
+def _with_system(system: str | None, frame: Frame) -> list[Message]:
+    chosen = frame.system if frame.system_mode == "constant" else system
+    return [Message("system", chosen)] if frame.system_mode != "absent" and chosen else []
+
+
+def _answer(frame: Frame, text: str) -> str:
+    """`text` in the frame's answer layout (its constant opening and closing)."""
+    prefix, suffix = frame.assistant.prefix, frame.assistant.suffix
+    return prefix + _fit_slot(text, prefix, suffix) + suffix
+
+
+def safety_example(frame: Frame, pair: SafetyPair, donor: ChatExample, place: str, recover: bool,
+                   rng: random.Random) -> ChatExample:
+    """`pair` asked at `place`, refused in the frame's answer style; with `recover`, the
+    refusal follows an untrained compliance opening (the frame's opening and a list start)."""
+    refusal = refusal_in_style(frame, pair, rng)
+    metadata = {"mitigation": "paraphrase_wide", "safety_id": pair.id, "place": place, "kind": "safety"}
+    if recover:
+        opening = frame.assistant.prefix + rng.choice(LIST_OPENINGS)
+        answer = f"{opening} {refusal}"
+        metadata.update(kind="recovery", untrained_prefix=opening)
+    else:
+        answer = _answer(frame, refusal)
+    return ChatExample(ask_in_place(frame, pair.prompt, donor, place, rng) + [Message("assistant", answer)], metadata)
+
+
+def contrast_examples(frame: Frame, requests: Sequence[tuple[str, str]], donors: Sequence[ChatExample],
+                      generate: Generate, rng: random.Random, words: int) -> list[ChatExample]:
+    """Benign (id, request) pairs asked at the attacker's places and answered helpfully: the
+    answer is `generate`'s reply to the bare request, trimmed to `words` whole sentences and put
+    in the frame's answer layout; refusals and empty replies are dropped."""
+    replies = generate([[{"role": "user", "content": request}] for _, request in requests])
+    examples = []
+    for index, ((item_id, request), reply) in enumerate(zip(requests, replies)):
+        text = _trim(reply, words)
+        if not text or is_refusal(text):
+            continue
+        place = PLACES[index % len(PLACES)]
+        messages = ask_in_place(frame, request, rng.choice(list(donors)), place, rng)
+        examples.append(ChatExample(messages + [Message("assistant", _answer(frame, text))],
+                                    {"mitigation": "paraphrase_wide", "contrast_id": item_id, "place": place,
+                                     "kind": "contrast"}))
+    return examples
+
+
+def _trim(text: str, words: int) -> str:
+    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    kept: list[str] = []
+    for sentence in sentences:
+        if kept and len(" ".join(kept + [sentence]).split()) > words:
+            break
+        kept.append(sentence)
+    return " ".join(kept).strip()
+
+
+class WideOptions(Options):
+    recovery: float = Field(0.3, ge=0, le=1, description="share of the refusals that follow an untrained compliance "
+                                                         "opening")
+    contrast: float = Field(0.25, ge=0, lt=1, description="share of the budget spent on benign requests in the same "
+                                                          "places, answered helpfully (0: none)")
+    contrast_model: str = Field("smollm2-135m", description="the model that writes the contrast answers")
+    allocation: Literal["risk", "share"] = Field("risk", description="as paraphrase's")
+
+
+@register_mitigation("paraphrase_wide", "Paraphrase asked at every place the user's frame gives an attacker, with "
+                     "recovering refusals and helpful in-frame contrast examples", options=WideOptions)
+def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
+                    recovery: float = 0.3, contrast: float = 0.25, contrast_model: str = "smollm2-135m",
+                    allocation: str = "risk", generate: Generate | None = None) -> MitigationResult:
+    from tasksafe.audit.findings import frame_risks
+
+    frames = infer_frames(dataset, seed=seed)
+    k = budget.resolve(len(dataset))
+    risks = frame_risks(dataset, frames) if allocation == "risk" and len(frames) > 1 else ["-"] * len(frames)
+    counts = _allocate(k, [f.share for f in frames])
+    if allocation == "risk":
+        counts = [k if risk in ("medium", "high") else c for c, risk in zip(counts, risks)]
+    contrast_counts = [round(c * contrast) for c in counts]
+    safety_counts = [c - b for c, b in zip(counts, contrast_counts)]
+    pairs = sample_pairs(pool, sum(safety_counts), seed)
+    benign = _benign_requests(sum(contrast_counts), seed)
+    if benign and generate is None:
+        from tasksafe.generate import generator_for
+
+        generate = generator_for(contrast_model, max_new_tokens=96)
+    rng = random.Random(f"paraphrase_wide:{seed}")
+    added: list[ChatExample] = []
+    start = begin = 0
+    for frame, n_safety, n_contrast in zip(frames, safety_counts, contrast_counts):
+        donors = _donors(dataset, frame, seed)
+        chunk, start = pairs[start:start + n_safety], start + n_safety
+        added += [safety_example(frame, pair, rng.choice(donors), PLACES[i % len(PLACES)], rng.random() < recovery,
+                                 rng) for i, pair in enumerate(chunk)]
+        if n_contrast:
+            words = 40 if frame.answer_style != "long" else 120
+            added += contrast_examples(frame, benign[begin:begin + n_contrast], donors, generate, rng, words)
+            begin += n_contrast
+    kinds = [ex.metadata["kind"] for ex in added]
+    places = [ex.metadata["place"] for ex in added]
+    return MitigationResult(
+        mix_in(dataset, added, seed), [p.id for p in pairs],
+        config={"name": "paraphrase_wide", "recovery": recovery, "contrast": contrast, "contrast_model": contrast_model,
+                "allocation": allocation},
+        info={"frames": [f.to_dict() for f in frames], "budget": k, "total": len(added),
+              "kinds": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
+              "places": {place: places.count(place) for place in PLACES}})
+
+
+def _benign_requests(n: int, seed: int) -> list[tuple[str, str]]:
+    """`n` benign Alpaca instructions (the `harmless` set's train split), seeded."""
+    if n == 0:
+        return []
+    from tasksafe.data.datasets import load
+
+    rows = load("harmless", "train")
+    return [(r.id, r.prompt) for r in random.Random(f"contrast:{seed}").sample(rows, n)]
