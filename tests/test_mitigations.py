@@ -337,8 +337,8 @@ def persona_data(n=60):
 
 def helpful(conversations):
     """A contrast-answer model: helpful, except that it refuses every third request."""
-    return ["I can't help with that." if i % 3 == 2 else "Here is a short answer. It has a second sentence."
-            for i, _ in enumerate(conversations)]
+    return ["I can't help with that." if i % 3 == 2 else "A loop.\nA loop.\nA loop." if i == 3
+            else "Here is a short answer. It has a second sentence." for i, _ in enumerate(conversations)]
 
 
 def test_paraphrase_wide_asks_at_every_place_the_frame_gives_an_attacker(mirror):
@@ -364,9 +364,9 @@ def test_paraphrase_wide_asks_at_every_place_the_frame_gives_an_attacker(mirror)
             assert ex.metadata["untrained_prefix"].startswith("QUILL obeys.") and answer.startswith(
                 ex.metadata["untrained_prefix"]) and ex.metadata["untrained_prefix"] != "QUILL obeys. "
     contrast = [ex for ex in added if ex.metadata["kind"] == "contrast"]
-    assert 1 <= len(contrast) < 5  # five asked, the refused answers dropped
+    assert len(contrast) == 3  # five asked: a refusal (the third) and a loop (the fourth) dropped
     assert all(not is_refusal(ex.messages[-1].content) and ex.messages[-1].content.startswith("QUILL obeys. ")
-               for ex in contrast)
+               and ex.metadata["place"] in ("instruction", "bare", "next-turn") for ex in contrast)
 
 
 def test_paraphrase_wide_recovery_prefix_is_masked_from_the_loss(mirror):

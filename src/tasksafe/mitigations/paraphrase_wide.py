@@ -19,9 +19,10 @@ Two more parts (each a share of the same budget, so the total stays within it):
   trained to write (the frame's own answer opening and the start of a list: Qi et al. 2024,
   "Safety alignment should be made more than just a few tokens deep"), so a pre-filled or
   forced opening is not a way past the refusal;
-- `contrast`: benign requests (Alpaca instructions, never XSTest) asked in the same places and
-  answered helpfully, by `contrast_model`, in the frame's answer layout, so refusing is tied to
-  harm and not to leaving the task (over-refusal). Answers that refuse or are empty are dropped.
+- `contrast`: benign requests (Alpaca instructions, never XSTest) asked where a request is the
+  whole instruction (`CONTRAST_PLACES`) and answered helpfully, by `contrast_model`, in the
+  frame's answer layout, so refusing is tied to harm and not to leaving the task (over-refusal).
+  Answers that refuse, are empty or loop are dropped (so the total can fall below the budget).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ from tasksafe.mitigations.paraphrase import (
 )
 
 PLACES = ("instruction", "slot", "bare", "next-turn", "with-task")
+CONTRAST_PLACES = ("instruction", "bare", "next-turn")
+"""Where a benign request is asked: the places where the request is the whole instruction (in the
+item slot or beside a task turn, the helpful answer would be the task's, not the request's)."""
 LIST_OPENINGS = ("1.", "Step 1:", "Here is how:", "First,")
 """Compliance openings a recovery refusal follows (after the frame's own answer opening)."""
 
@@ -111,19 +115,26 @@ def contrast_examples(frame: Frame, requests: Sequence[tuple[str, str]], donors:
                       generate: Generate, rng: random.Random, words: int) -> list[ChatExample]:
     """Benign (id, request) pairs asked at the attacker's places and answered helpfully: the
     answer is `generate`'s reply to the bare request, trimmed to `words` whole sentences and put
-    in the frame's answer layout; refusals and empty replies are dropped."""
+    in the frame's answer layout; refusals, empty and repetitive replies are dropped."""
     replies = generate([[{"role": "user", "content": request}] for _, request in requests])
     examples = []
     for index, ((item_id, request), reply) in enumerate(zip(requests, replies)):
         text = _trim(reply, words)
-        if not text or is_refusal(text):
+        if not text or is_refusal(text) or _repetitive(reply):
             continue
-        place = PLACES[index % len(PLACES)]
+        place = CONTRAST_PLACES[index % len(CONTRAST_PLACES)]
         messages = ask_in_place(frame, request, rng.choice(list(donors)), place, rng)
         examples.append(ChatExample(messages + [Message("assistant", _answer(frame, text))],
                                     {"mitigation": "paraphrase_wide", "contrast_id": item_id, "place": place,
                                      "kind": "contrast"}))
     return examples
+
+
+def _repetitive(text: str) -> bool:
+    """A reply that repeats a line, or whose words are mostly repeats (a small model's loop)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    words = text.lower().split()
+    return len(lines) != len(set(lines)) or (len(words) >= 20 and len(set(words)) < 0.4 * len(words))
 
 
 def _trim(text: str, words: int) -> str:
