@@ -451,3 +451,14 @@ def test_the_worst_phrasing_is_chosen_on_half_the_prompts_and_measured_on_the_ot
     assert worst.non_refusal.k == 1 and worst.non_refusal.n == 8  # odd positions of a ("crrr") and b ("rrrr")
     assert entry.mode("held_out").non_refusal.n == 24 and entry.mode("sealed").non_refusal.k == 4
     assert entry.mode("plain_same_prompts").non_refusal.k == 0
+
+
+def test_the_paper_grid_parts_share_their_settings_and_hold_the_65_fine_tunes():
+    from tasksafe.experiments.spec import expand, load_spec
+
+    folder = Path(__file__).resolve().parents[1] / "experiments"
+    specs = [load_spec(folder / f"paper-{part}.yaml") for part in ("core", "defence", "baselines", "seeds", "efficiency")]
+    assert len(specs) == 5 and len({(s.train, s.eval) for s in specs}) == 1  # one store, shared cells run once
+    assert specs[0].eval.prompt_half == "test" and specs[0].eval.heldout_n >= 30
+    tuned = {c.id for s in specs for c in expand(s) if c.kind == "finetune"}
+    assert len(tuned) == 65
