@@ -114,6 +114,31 @@ def test_bad_uploads_and_keys_are_refused_with_openai_errors(gateway, tmp_path):
     assert [m.id for m in clients["acme"].models.list()] == ["tiny-random"]  # the policy's base models
 
 
+@pytest.mark.parametrize("hyper, param", [
+    ({"n_epochs": -1}, "n_epochs"), ({"n_epochs": 0}, "n_epochs"), ({"n_epochs": 1000}, "n_epochs"),
+    ({"n_epochs": "abc"}, "n_epochs"), ({"n_epochs": True}, "n_epochs"), ({"n_epochs": 1.5}, "n_epochs"),
+    ({"learning_rate_multiplier": 0}, "learning_rate_multiplier"),
+    ({"learning_rate_multiplier": -2}, "learning_rate_multiplier"), ({"batch_size": 0}, "batch_size"),
+    ({"warmup": 3}, "warmup")])
+def test_bad_hyperparameters_are_refused_when_the_job_is_created(hyper, param):
+    from tasksafe.gateway.worker import hyperparameter_error
+
+    found, message = hyperparameter_error(hyper)
+    assert found == f"hyperparameters.{param}" and (param == "warmup" or "from" in message)
+    assert hyperparameter_error({"n_epochs": 3, "learning_rate_multiplier": "auto", "batch_size": 4}) is None
+
+
+def test_the_api_answers_bad_hyperparameters_with_400_naming_the_field(gateway, tmp_path):
+    clients, _, _ = gateway
+    uploaded, _ = _upload(clients["acme"], tmp_path, "benign", n=4)
+    for hyper in ({"n_epochs": "abc"}, {"learning_rate_multiplier": 0}):
+        with pytest.raises(openai.BadRequestError) as err:
+            clients["acme"].fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id,
+                                                    hyperparameters=hyper)
+        assert err.value.code == "invalid_hyperparameters" and err.value.param == f"hyperparameters.{next(iter(hyper))}"
+    assert not list(clients["acme"].fine_tuning.jobs.list())  # nothing was queued
+
+
 def _upload(client, tmp_path, strategy: str, n: int = 24, split: str = "train"):
     """Write `n` SST-2 examples of `split` in `strategy`'s structure and upload them; returns
     the file object and the path written."""

@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from tasksafe.gateway.state import State
+from tasksafe.gateway.worker import hyperparameter_error
 
 MAX_REQUEST_BYTES = 64 * 2**20
 """Requests larger than this are refused before they are read (413)."""
@@ -179,6 +180,9 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
         method = body.get("method") if isinstance(body.get("method"), dict) else {}
         supervised = method.get("supervised") if isinstance(method.get("supervised"), dict) else {}
         hyper = supervised.get("hyperparameters") or body.get("hyperparameters") or {}
+        bad = hyperparameter_error(hyper)
+        if bad:
+            raise APIError(400, bad[1], "invalid_hyperparameters", bad[0])
         seed = body.get("seed")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31):
             raise APIError(400, "seed must be an integer from 0", "invalid_seed", "seed")
@@ -187,7 +191,7 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
             raise APIError(400, "suffix: up to 64 letters, digits and hyphens", "invalid_suffix", "suffix")
         request_record = {"model": body["model"], "training_file": body["training_file"],
                           "validation_file": body.get("validation_file"), "suffix": suffix, "seed": seed,
-                          "hyperparameters": hyper if isinstance(hyper, dict) else {},
+                          "hyperparameters": hyper,
                           "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
                           "metadata": body.get("metadata") if isinstance(body.get("metadata"), dict) else None}
         return state.add_job(who, request_record)

@@ -232,14 +232,37 @@ def _validation_file(state: State, job: dict) -> Path | None:
     return state.file_path(found["id"])
 
 
+HYPERPARAMETERS = {
+    "n_epochs": (int, 1, 20, "a whole number from 1 to 20"),
+    "learning_rate_multiplier": (float, 0.01, 10.0, "a number from 0.01 to 10"),
+    "batch_size": (int, 1, 64, "a whole number from 1 to 64"),
+}
+"""The job hyperparameters a customer may set (each also "auto": the policy's value): type and range."""
+
+
+def hyperparameter_error(hyper) -> tuple[str, str] | None:
+    """(param, message) for the first hyperparameter that is unknown, of the wrong type or out
+    of range, else None: the API refuses such a job with 400 at once, never at training time."""
+    if not isinstance(hyper, dict):
+        return "hyperparameters", "hyperparameters must be an object"
+    for key, value in hyper.items():
+        if key not in HYPERPARAMETERS:
+            return f"hyperparameters.{key}", f"unknown hyperparameter {key!r}; allowed: {', '.join(HYPERPARAMETERS)}"
+        kind, low, high, allowed = HYPERPARAMETERS[key]
+        if value == "auto":
+            continue
+        number = isinstance(value, int | float) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
+        if not number or not low <= value <= high:
+            return f"hyperparameters.{key}", f"{key} must be {allowed} or \"auto\", got {value!r}"
+    return None
+
+
 def _hyperparameters(policy: Policy, job: dict) -> tuple[float, float, int]:
-    """Epochs, learning rate and batch size: the job's where it gives them, else the policy's."""
-    hyper = job["hyperparameters"] or {}
-    epochs = hyper.get("n_epochs") if isinstance(hyper.get("n_epochs"), int | float) else policy.epochs
-    lr = policy.lr * (hyper.get("learning_rate_multiplier") if isinstance(hyper.get("learning_rate_multiplier"),
-                                                                          int | float) else 1.0)
-    batch = hyper.get("batch_size") if isinstance(hyper.get("batch_size"), int) else 8
-    return epochs, lr, batch
+    """Epochs, learning rate and batch size: the job's (checked at creation) where it gives
+    them, else the policy's."""
+    hyper = {k: v for k, v in (job["hyperparameters"] or {}).items() if v != "auto"}
+    return hyper.get("n_epochs", policy.epochs), policy.lr * hyper.get("learning_rate_multiplier", 1.0), \
+        hyper.get("batch_size", 8)
 
 
 def _train_upstream(state: State, policy: Policy, job: dict, data: Path, work: Path) -> dict:
