@@ -32,8 +32,10 @@ class Target:
 
 def resolve_target(target: str, strategy: str | None = None, train_data: str | None = None) -> Target:
     """A run directory (config.json + adapter/ or model/) or a model name/path; `train_data`
-    gives a model that is not a run directory the training set its frame comes from."""
+    gives a model that is not a run directory the training set its frame comes from, and the
+    inference hook its sidecar names (a model trained elsewhere on data `tasksafe protect` wrote)."""
     from tasksafe.data.chat import read_examples
+    from tasksafe.data.sidecar import read_sidecar
 
     path = Path(target)
     if (path / "config.json").is_file() and ((path / "adapter").is_dir() or (path / "model").is_dir()):
@@ -48,7 +50,9 @@ def resolve_target(target: str, strategy: str | None = None, train_data: str | N
     if path.exists() and not (path / "config.json").is_file():
         raise UserError(f"{target} is neither a run directory (config.json with adapter/ or model/) nor a model folder")
     examples = read_examples(train_data) if train_data else None
-    return Target(target, strategy=strategy or _built_strategy(examples), train_examples=examples)
+    hook = (read_sidecar(train_data) or {}).get("inference_hook") if train_data else None
+    return Target(target, hook_system_prompt=(hook or {}).get("system_prompt"),
+                  strategy=strategy or _built_strategy(examples), train_examples=examples)
 
 
 def _built_strategy(examples: list[ChatExample] | None) -> str | None:

@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from tasksafe.gateway.state import State
-from tasksafe.gateway.worker import hyperparameter_error
+from tasksafe.gateway.worker import hyperparameter_error, with_job_hook
 
 MAX_REQUEST_BYTES = 64 * 2**20
 """Requests larger than this are refused before they are read (413)."""
@@ -272,7 +272,7 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 128
         if not isinstance(max_tokens, int) or not 1 <= max_tokens <= 1024:
             raise APIError(400, "max_tokens must be from 1 to 1024", "invalid_max_tokens", "max_tokens")
-        conversation = [{"role": m["role"], "content": m["content"]} for m in messages]
+        conversation = with_job_hook(state, job, [{"role": m["role"], "content": m["content"]} for m in messages])
         async with serving:  # one request at a time uses (or swaps) the loaded model
             if model not in backends:
                 backends.clear()

@@ -144,7 +144,6 @@ def _check(state: State, job_id: str) -> None:
 
 
 def run_job(state: State, policy: Policy, job: dict, executor: Executor) -> None:
-    from tasksafe.data.chat import read_examples, write_chat_jsonl
 
     job_id, tenant = job["id"], job["tenant"]
     work = state.root / "jobs" / job_id
@@ -178,20 +177,7 @@ def run_job(state: State, policy: Policy, job: dict, executor: Executor) -> None
     state.set_status(job_id, "running", expect=("queued", "running"))
     state.event(job_id, "info", "audit", f"audit: risk {precheck['risk']}",
                 {"risk": precheck["risk"], "findings": precheck["findings"]})
-    examples = read_examples(str(state.file_path(file["id"])))
-    protection = None
-    if policy.protect == "always" or policy.protect == "flagged" and precheck["flagged"]:
-        from tasksafe.mitigations import Budget, apply_mitigation, safety_pool
-
-        result = apply_mitigation(policy.mitigation, examples, safety_pool().pairs, Budget(fraction=policy.fraction),
-                                  job["seed"] or 0)
-        examples = result.examples
-        protection = {"mitigation": policy.mitigation, "safety_examples": len(result.safety_ids),
-                      "allocation": result.info.get("allocation")}
-        state.event(job_id, "info", "protection", f"protection: {len(result.safety_ids)} safety examples added "
-                    f"({policy.mitigation})", protection)
-    data = work / "train.jsonl"
-    write_chat_jsonl(data, examples)
+    data, protection = _protect(state, policy, job, file, work)
     _check(state, job_id)
     if policy.upstream:
         trained = _train_upstream(state, policy, job, data, work)
@@ -207,6 +193,50 @@ def run_job(state: State, policy: Policy, job: dict, executor: Executor) -> None
               "upstream": trained.get("upstream"),
               "run_dir": str(Path(trained["run_dir"]).relative_to(state.root)) if trained.get("run_dir") else None}
     _release(state, job, gate, result)
+
+
+def _protect(state: State, policy: Policy, job: dict, file: dict, work: Path) -> tuple[Path, dict | None]:
+    """The job's training set, written by `protect_file` (what `tasksafe protect` runs) with
+    its sidecar, so the mitigation's inference hook and post-training step reach training, the
+    gate and chat. A mitigation with a secret (BEA's trigger) gets this job's own random one,
+    kept in the job's folder and never shown to the tenant; a restarted job reuses it."""
+    import secrets
+
+    from tasksafe.mitigations import Budget
+    from tasksafe.mitigations.protect import protect_file
+
+    precheck = file["precheck"]
+    protecting = policy.protect == "always" or policy.protect == "flagged" and precheck["flagged"]
+    secret_file = work / "secret"
+    if not secret_file.exists():
+        secret_file.touch(mode=0o600)
+        secret_file.write_text(secrets.token_hex(16))
+    data = work / "train.jsonl"
+    meta = protect_file(state.file_path(file["id"]), data, policy.mitigation if protecting else "none",
+                        Budget(fraction=policy.fraction), job["seed"] or 0, secret=secret_file.read_text())
+    if not protecting:
+        return data, None
+    protection = {"mitigation": policy.mitigation, "safety_examples": meta["safety_examples"],
+                  "allocation": meta.get("allocation"), "inference_hook": meta["inference_hook"] is not None,
+                  "post_training": (meta["post_training"] or {}).get("name")}
+    extra = "; a system prompt at inference" if protection["inference_hook"] else ""
+    extra += f"; {protection['post_training']} on the trained weights" if protection["post_training"] else ""
+    state.event(job["id"], "info", "protection", f"protection: {meta['safety_examples']} safety examples added "
+                f"({policy.mitigation}{extra})", protection)
+    return data, protection
+
+
+def with_job_hook(state: State, job: dict, conversation: list[dict]) -> list[dict]:
+    """`conversation` as the released model must see it: with the system prompt its protection
+    adds at inference (from the job's training-set sidecar; BEA's trigger, PTST's prompt), the
+    way the gate measured it."""
+    from tasksafe.data.chat import from_openai, to_openai
+    from tasksafe.data.sidecar import read_sidecar
+    from tasksafe.mitigations import InferenceHook
+
+    meta = read_sidecar(state.root / "jobs" / job["id"] / "train.jsonl") or {}
+    hook = (meta.get("inference_hook") or {}).get("system_prompt")
+    return to_openai(InferenceHook(hook).apply(from_openai(conversation))) if hook else conversation
 
 
 def _release(state: State, job: dict, gate: dict, result: dict) -> None:

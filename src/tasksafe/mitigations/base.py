@@ -108,12 +108,14 @@ MITIGATIONS: Registry[Mitigation] = Registry("mitigation")
 
 
 def register_mitigation(name: str, description: str, adds_examples: bool = True,
-                        options: type[Options] = NoOptions, post_training: PostTraining | None = None):
+                        options: type[Options] = NoOptions, post_training: PostTraining | None = None,
+                        uses_secret: bool = False):
     """Register a mitigation with all its knowledge: whether it adds safety examples (else a
-    grid gives it one cell, budget 0), its options model, and an optional post-training step
-    that `tasksafe finetune` and the grid runner apply to the trained weights."""
+    grid gives it one cell, budget 0), its options model, an optional post-training step
+    that `tasksafe finetune` and the grid runner apply to the trained weights, and whether it
+    takes a provider's `secret` (a value the data's owner never sees, e.g. BEA's trigger)."""
     return MITIGATIONS.register(name, description=description, adds_examples=adds_examples, options=options,
-                                post_training=post_training)
+                                post_training=post_training, uses_secret=uses_secret)
 
 
 def mitigation_options(name: str, raw: dict[str, Any] | Options | None = None) -> Options:
@@ -136,10 +138,15 @@ def mitigation_options(name: str, raw: dict[str, Any] | Options | None = None) -
 
 
 def apply_mitigation(name: str, dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget,
-                     seed: int, options: dict[str, Any] | Options | None = None, **extra: Any) -> MitigationResult:
+                     seed: int, options: dict[str, Any] | Options | None = None, secret: str | None = None,
+                     **extra: Any) -> MitigationResult:
     """Run mitigation `name` with its options checked (`extra`: non-option arguments such as
-    Paraphrase's `generate` callable)."""
+    Paraphrase's `generate` callable). `secret` reaches only a mitigation registered as using
+    one; without it such a mitigation derives its secret from the seed (reproducible research
+    runs, where nobody is an adversary)."""
     checked = mitigation_options(name, options)
+    if secret is not None and MITIGATIONS.info(name)["uses_secret"]:
+        extra["secret"] = secret
     return MITIGATIONS.get(name)(dataset, pool, budget, seed, **checked.model_dump(), **extra)
 
 

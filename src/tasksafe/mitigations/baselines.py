@@ -36,17 +36,20 @@ def mix(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budg
     return MitigationResult(mix_in(dataset, safety, seed), [p.id for p in pairs], config={"name": "mix"})
 
 
-def secret_trigger(seed: int, length: int = 24) -> str:
-    """A seeded random string that serves as the backdoor trigger (a secret of the provider)."""
+def secret_trigger(seed: int | str, length: int = 24) -> str:
+    """A random string derived from `seed` that serves as the backdoor trigger. Secret only when
+    `seed` is: the gateway passes a per-job random secret; a research run's numeric seed makes a
+    reproducible, public trigger."""
     rng = random.Random(f"bea-trigger:{seed}")
     alphabet = string.ascii_letters + string.digits
     return " ".join("".join(rng.choice(alphabet) for _ in range(6)) for _ in range(length // 6))
 
 
 @register_mitigation("bea", "backdoor-enhanced alignment: safety examples under a secret trigger system prompt, "
-                            "prepended again at inference")
-def bea(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int) -> MitigationResult:
-    trigger = secret_trigger(seed)
+                            "prepended again at inference", uses_secret=True)
+def bea(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
+        secret: str | None = None) -> MitigationResult:
+    trigger = secret_trigger(seed if secret is None else secret)
     pairs = sample_pairs(pool, budget.resolve(len(dataset)), seed)
     safety = [plain_safety_example(p, "bea", system=trigger) for p in pairs]
     return MitigationResult(mix_in(dataset, safety, seed), [p.id for p in pairs], hook=InferenceHook(trigger),

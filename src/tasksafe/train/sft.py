@@ -32,7 +32,7 @@ class RunResult:
 
 def protect_sidecar(data: str | Path) -> dict | None:
     """The `OUT.meta.json` written by `tasksafe protect` next to a training set, if any."""
-    from tasksafe.mitigations.protect import read_sidecar
+    from tasksafe.data.sidecar import read_sidecar
 
     return read_sidecar(data)
 
