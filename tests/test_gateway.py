@@ -452,3 +452,35 @@ def test_a_protections_inference_hook_reaches_training_the_gate_and_chat(tmp_pat
     assert asked == [{"role": "system", "content": hook}, {"role": "user", "content": "hi"}]
     protection = next(e for e in state.events(job["id"], limit=100) if e["type"] == "protection")
     assert protection["data"]["inference_hook"] and hook not in json.dumps(protection)
+
+
+@pytest.mark.parametrize("policy, named", [
+    ({"mitigation": "paraphrse"}, "paraphrse"), ({"models": ["tiny-random", "gpt-4o"]}, "gpt-4o"),
+    ({"mitigation": "safelora", "upstream": {"base_url": "https://example.test/v1"}}, "upstream")])
+def test_a_policy_with_an_unknown_name_is_refused_when_it_is_loaded(tmp_path, policy, named):
+    from tasksafe.errors import UserError
+    from tasksafe.gateway.worker import Policy
+    from tasksafe.settings import load_settings
+
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(policy))
+    with pytest.raises(UserError, match=named):
+        load_settings(Policy, str(path))
+
+
+def test_serve_refuses_to_start_without_the_data_its_policy_needs(tmp_path, monkeypatch):
+    import urllib.error
+
+    from click.testing import CliRunner
+
+    from tasksafe.cli.main import cli
+
+    def offline(url, timeout=None):
+        raise urllib.error.URLError("offline (test)")
+
+    monkeypatch.setenv("TASKSAFE_DATA_DIR", str(tmp_path / "no-data"))
+    monkeypatch.setattr("urllib.request.urlopen", offline)  # a machine with no mirror and no network, at once
+    result = CliRunner().invoke(cli, ["serve", "--state-dir", str(tmp_path / "state"), "--port", "0"])
+    assert result.exit_code != 0 and "needs data this machine does not have" in result.output
+    assert "advbench" in result.output and "bianchi-safety" in result.output and "xstest" in result.output
+    assert not (tmp_path / "state").exists() or not any((tmp_path / "state").iterdir())  # nothing started

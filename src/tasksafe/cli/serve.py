@@ -39,6 +39,14 @@ def serve(host: str, port: int, state_dir: str, policy_file: str | None, max_req
     from tasksafe.settings import load_settings
 
     policy = load_settings(Policy, policy_file)
+    missing = policy.missing_data()
+    if missing:  # found at start by the provider, never by a customer's job
+        raise click.ClickException("the policy needs data this machine does not have (set TASKSAFE_DATA_DIR to "
+                                   "a folder with it; docs/data.md):\n  "
+                                   + "\n  ".join(missing))
+    click.echo(f"tasksafe gateway: state {state_dir}; models {', '.join(policy.models)}; protection "
+               f"{policy.protect} ({policy.mitigation}, {policy.fraction:.0%}); training on {executor}; "
+               f"listening on http://{host}:{port}/v1", err=True)
     app = create_app(state_dir, policy, worker=False, max_request_bytes=max_request_mb * 2**20)
     # the worker is its own process, so training never holds up the API; it dies with the server
     if ray_address and executor != "ray":

@@ -104,6 +104,40 @@ class Policy(Settings):
                                                                         "under `serve --executor ray`")
     upstream: Upstream | None = Field(None, description="train on this OpenAI-compatible provider instead of locally")
 
+    @model_validator(mode="after")
+    def _known(self):
+        """Every name the policy gives is checked when it is loaded, so a typo stops the server
+        at start instead of failing every job."""
+        from tasksafe.experiments.spec import check_model_names
+        from tasksafe.mitigations import MITIGATIONS
+        from tasksafe.settings import check_names
+
+        check_names([self.mitigation], MITIGATIONS)
+        check_model_names(self.models)
+        if self.upstream and MITIGATIONS.info(self.mitigation)["post_training"] is not None:
+            raise ValueError(f"mitigation {self.mitigation!r} changes the trained weights, which an upstream provider "
+                             "keeps: choose another mitigation or train locally")
+        return self
+
+    def missing_data(self) -> list[str]:
+        """The datasets this policy needs that cannot be loaded here (the upload check's harmful
+        prompts, the safety pool, the gate's sets and XSTest), each with the loader's reason."""
+        from tasksafe.data.datasets import DATASETS, dataset_info, load
+        from tasksafe.data.records import Kind
+        from tasksafe.errors import UserError
+        from tasksafe.mitigations.base import DEFAULT_POOL
+
+        needed = {name for name in DATASETS if dataset_info(name).kind is Kind.HARMFUL}  # the upload check
+        needed |= {DEFAULT_POOL, "xstest", *self.gate.harmful} if self.protect != "never" else {"xstest",
+                                                                                                *self.gate.harmful}
+        missing = []
+        for name in sorted(needed):
+            try:
+                load(name)
+            except UserError as err:
+                missing.append(f"{name}: {str(err).splitlines()[0]}")
+        return missing
+
 
 class Worker(threading.Thread):
     """A thread that works the queue until `stop()`."""
