@@ -223,11 +223,27 @@ def test_a_job_survives_kill_9_and_resumes_from_its_checkpoint(gateway, tmp_path
         assert time.time() < deadline, "no checkpoint within 5 minutes"
         time.sleep(0.5)
     assert acme.fine_tuning.jobs.retrieve(job.id).status == "running"
-    restart(lambda server: (server.kill(), server.wait(timeout=10)))  # kill -9, then the same state dir again
+    children: list[int] = []
+
+    def kill(server):
+        children.extend(_children(server.pid))  # the worker, the upload checker, multiprocessing's tracker
+        server.kill()
+        server.wait(timeout=10)
+
+    restart(kill)  # kill -9, then the same state dir again
+    assert len(children) >= 2
+    deadline = time.time() + 15
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in _status(pid) for pid in children):
+        assert time.time() < deadline, f"processes outlived the killed server: {children}"
+        time.sleep(0.2)
     done = _wait(acme, job.id)
     assert done.status == "succeeded", done.error
-    messages = [e.message for e in acme.fine_tuning.jobs.list_events(job.id, limit=1000)]
+    events = list(acme.fine_tuning.jobs.list_events(job.id, limit=1000))
+    messages = [e.message for e in events]
     assert any("resuming (attempt 2)" in m for m in messages)
+    for kind in ("audit", "protection"):  # a stage redone after the restart is reported once
+        assert [e.type for e in events].count(kind) == 1, kind
+    assert sum(m.startswith("files validated") for m in messages) == 1
     resumed = json.loads((state_dir / "jobs" / job.id / "run" / "resumed_from.json").read_text())
     assert resumed["checkpoint"]  # training went on from its checkpoint, not from the start
     assert [j.id for j in acme.fine_tuning.jobs.list()] == [job.id]  # no job lost, none duplicated
@@ -242,6 +258,26 @@ def test_a_job_survives_kill_9_and_resumes_from_its_checkpoint(gateway, tmp_path
     assert reply.choices[0].finish_reason == ("length" if usage.completion_tokens == 8 else "stop")
     with pytest.raises(openai.NotFoundError):
         clients["globex"].chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "hi"}])
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _status(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return "zombie"
 
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")

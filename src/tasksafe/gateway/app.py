@@ -60,7 +60,11 @@ def _precheck_pool():
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    from tasksafe.gateway.worker import _die_with_parent
+
+    # the process dies with the server, even by kill -9 (it held the resource tracker alive too)
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_die_with_parent)
 
 
 def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_request_bytes: int = MAX_REQUEST_BYTES) -> FastAPI:

@@ -175,7 +175,13 @@ class State:
             raise
         return self.get_job(None, row["id"]) | {"tenant": row["tenant"]} if row else None
 
-    def event(self, job_id: str, level: str, kind: str, message: str, data: dict | None = None) -> None:
+    def event(self, job_id: str, level: str, kind: str, message: str, data: dict | None = None,
+              once: bool = False) -> None:
+        """Add an event; with `once`, not when the job already has one of this type and message
+        (a stage redone after a restart is reported once)."""
+        if once and self._db().execute("SELECT 1 FROM events WHERE job = ? AND type = ? AND message = ?",
+                                       (job_id, kind, message)).fetchone():
+            return
         event_id = "ftevent-" + secrets.token_hex(8)
         self._db().execute("INSERT INTO events (id, job, created_at, level, type, message, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (event_id, job_id, int(time.time()), level, kind, message, json.dumps(data) if data else None))

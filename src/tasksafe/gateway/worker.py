@@ -199,7 +199,7 @@ def run_job(state: State, policy: Policy, job: dict, executor: Executor) -> None
                                                              f"{', '.join(policy.models)}"})
         return
     precheck = file["precheck"]
-    state.event(job_id, "info", "message", f"files validated: {precheck['examples']} examples")
+    state.event(job_id, "info", "message", f"files validated: {precheck['examples']} examples", once=True)
     if policy.reject_risk == "high" and precheck["risk"] == "high":
         state.set_status(job_id, "failed", error={"code": "safety_check_failed", "param": "training_file",
                                                   "message": "the training file failed the audit: " + "; ".join(
@@ -210,7 +210,7 @@ def run_job(state: State, policy: Policy, job: dict, executor: Executor) -> None
     _check(state, job_id)
     state.set_status(job_id, "running", expect=("queued", "running"))
     state.event(job_id, "info", "audit", f"audit: risk {precheck['risk']}",
-                {"risk": precheck["risk"], "findings": precheck["findings"]})
+                {"risk": precheck["risk"], "findings": precheck["findings"]}, once=True)
     data, protection = _protect(state, policy, job, file, work)
     _check(state, job_id)
     if policy.upstream:
@@ -256,7 +256,7 @@ def _protect(state: State, policy: Policy, job: dict, file: dict, work: Path) ->
     extra = "; a system prompt at inference" if protection["inference_hook"] else ""
     extra += f"; {protection['post_training']} on the trained weights" if protection["post_training"] else ""
     state.event(job["id"], "info", "protection", f"protection: {meta['safety_examples']} safety examples added "
-                f"({policy.mitigation}{extra})", protection)
+                f"({policy.mitigation}{extra})", protection, once=True)
     return data, protection
 
 
@@ -365,7 +365,8 @@ def _train(state: State, policy: Policy, job: dict, data: Path, work: Path, exec
 
     epochs, lr, batch = _hyperparameters(policy, job)
     job_id = job["id"]
-    state.event(job_id, "info", "message", f"training {job['model']}: {epochs} epoch(s), lr {lr:g}, batch {batch}")
+    state.event(job_id, "info", "message", f"training {job['model']}: {epochs} epoch(s), lr {lr:g}, batch {batch}",
+                once=True)
     config = FinetuneConfig(model=job["model"], data=str(data), output_dir=str(work / "run"), seed=job["seed"] or 0,
                             epochs=epochs, lr=lr, batch_size=batch, save_steps=policy.save_steps,
                             logging_steps=1, validation_data=str(validation) if validation else None)
