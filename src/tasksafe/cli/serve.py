@@ -84,3 +84,37 @@ def create_key(tenant: str, state_dir: str) -> None:
     from tasksafe.gateway.state import State
 
     click.echo(State(state_dir).create_key(tenant))
+
+
+@keys.command("list")
+@STATE_DIR
+def list_keys(state_dir: str) -> None:
+    """Every API key: its id (the start of its hash; the key itself is never stored), tenant and
+    creation time."""
+    import datetime
+
+    from tasksafe.gateway.state import State
+
+    found = State(state_dir).list_keys()
+    if not found:
+        click.echo("no keys (create one with `tasksafe keys create TENANT`)")
+    for key in found:
+        created = datetime.datetime.fromtimestamp(key["created_at"], datetime.UTC).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{key['id']}  {key['tenant']:<24} created {created} UTC")
+
+
+@keys.command("revoke")
+@click.argument("key_id", required=False)
+@click.option("--tenant", default=None, help="Revoke every key of this tenant instead.")
+@STATE_DIR
+def revoke_key(key_id: str | None, tenant: str | None, state_dir: str) -> None:
+    """Revoke the key KEY_ID (from `tasksafe keys list`), or every key of --tenant. Requests with
+    a revoked key are refused at once; the tenant's files, jobs and models stay."""
+    from tasksafe.gateway.state import State
+
+    if bool(key_id) == bool(tenant):
+        raise click.UsageError("give a KEY_ID or --tenant, not both")
+    gone = State(state_dir).revoke_keys(key_id, tenant)
+    if not gone:
+        raise click.ClickException(f"no key {key_id!r}" if key_id else f"tenant {tenant!r} has no keys")
+    click.echo(f"revoked {gone} key(s)")

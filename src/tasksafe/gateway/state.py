@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_job ON events (job, seq);
 """
 ACTIVE = ("validating_files", "queued", "running")
+KEY_ID = 12  # hex characters of a key's hash that name it in `tasksafe keys list` and `revoke`
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
@@ -71,6 +72,18 @@ class State:
         key = "sk-ts-" + secrets.token_urlsafe(24)
         self._db().execute("INSERT INTO keys VALUES (?, ?, ?)", (_hash(key), tenant, int(time.time())))
         return key
+
+    def list_keys(self) -> list[dict]:
+        """Every key as {id, tenant, created_at}: the id is the start of the key's hash, so a key
+        can be named (to revoke it) without being shown."""
+        rows = self._db().execute("SELECT hash, tenant, created_at FROM keys ORDER BY created_at, tenant").fetchall()
+        return [{"id": r["hash"][:KEY_ID], "tenant": r["tenant"], "created_at": r["created_at"]} for r in rows]
+
+    def revoke_keys(self, key_id: str | None = None, tenant: str | None = None) -> int:
+        """Delete the key with id `key_id`, or every key of `tenant`; returns how many went."""
+        if key_id:
+            return self._db().execute("DELETE FROM keys WHERE substr(hash, 1, ?) = ?", (KEY_ID, key_id)).rowcount
+        return self._db().execute("DELETE FROM keys WHERE tenant = ?", (tenant,)).rowcount
 
     def tenant_for(self, key: str) -> str | None:
         row = self._db().execute("SELECT tenant FROM keys WHERE hash = ?", (_hash(key),)).fetchone()
