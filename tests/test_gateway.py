@@ -258,6 +258,17 @@ def test_a_job_survives_kill_9_and_resumes_from_its_checkpoint(gateway, tmp_path
     assert reply.choices[0].finish_reason == ("length" if usage.completion_tokens == 8 else "stop")
     with pytest.raises(openai.NotFoundError):
         clients["globex"].chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "hi"}])
+    ask = {"model": done.fine_tuned_model, "messages": [{"role": "user", "content": "Review: dull\nSentiment:"}]}
+    streamed = list(acme.chat.completions.create(**ask, max_tokens=6, stream=True, temperature=0))
+    assert streamed and streamed[-1].choices[0].finish_reason in ("stop", "length")
+    greedy = acme.chat.completions.create(**ask, max_tokens=6, temperature=0)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == greedy.choices[0].message.content
+    several = acme.chat.completions.create(**ask, max_tokens=6, n=3, temperature=1.0, seed=7)
+    assert [c.index for c in several.choices] == [0, 1, 2]
+    for bad in ({"max_tokens": 0}, {"tools": [{"type": "function"}]}, {"n": 0}):
+        with pytest.raises(openai.BadRequestError) as err:
+            acme.chat.completions.create(**ask, **bad)
+        assert next(iter(bad)) in err.value.message
 
 
 def _children(pid: int) -> list[int]:
@@ -520,3 +531,22 @@ def test_serve_refuses_to_start_without_the_data_its_policy_needs(tmp_path, monk
     assert result.exit_code != 0 and "needs data this machine does not have" in result.output
     assert "advbench" in result.output and "bianchi-safety" in result.output and "xstest" in result.output
     assert not (tmp_path / "state").exists() or not any((tmp_path / "state").iterdir())  # nothing started
+
+
+def test_chat_requests_are_checked_and_answers_take_openais_shapes():
+    from tasksafe.gateway import chat
+
+    ok = chat.parse({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stop": "\n", "n": 2})
+    assert ok.stop == ["\n"] and ok.limit() == 128 and ok.conversation() == [{"role": "user", "content": "hi"}]
+    assert chat.parse({"model": "m", "messages": [], "n": 1})[0] == "messages"
+    assert chat.parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0})[0] == "max_tokens"
+    assert "not supported" in chat.parse({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                                          "response_format": {"type": "json_object"}})[1]
+    assert chat.cut_at_stop("one two\nthree", ["\n", "two"]) == ("one ", True)
+    assert chat.cut_at_stop("one", ["x"]) == ("one", False)
+    events = list(chat.chunks(ok, "m", [("a b c d e f", "stop")], {"total_tokens": 3}, words=4))
+    assert events[-1] == "data: [DONE]\n\n"
+    bodies = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
+    assert bodies[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert "".join(b["choices"][0]["delta"].get("content", "") for b in bodies) == "a b c d e f"
+    assert bodies[-1]["choices"][0]["finish_reason"] == "stop" and bodies[-1]["object"] == "chat.completion.chunk"

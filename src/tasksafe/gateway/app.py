@@ -252,51 +252,54 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
     serving = asyncio.Lock()
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request, who: str = Depends(tenant)) -> dict:
-        import secrets
-        import time
+    async def chat(request: Request, who: str = Depends(tenant)):
+        from fastapi.responses import StreamingResponse
 
+        from tasksafe.gateway import chat as chat_api
+
+        asked = chat_api.parse(await _json_object(request))
+        if isinstance(asked, tuple):
+            raise APIError(400, asked[1], "invalid_request", asked[0])
+        job = state.job_for_model(who, asked.model)
+        if job is None:
+            raise APIError(404, f"no released model {asked.model!r} (a model is released when its job succeeds)",
+                           "model_not_found", "model")
+        async with serving:  # one request at a time uses (or swaps) the loaded model
+            replies, usage = await _replies(job, asked)
+        if asked.stream:
+            return StreamingResponse(chat_api.chunks(asked, asked.model, replies, usage), media_type="text/event-stream")
+        return chat_api.completion(asked, asked.model, replies, usage)
+
+    async def _replies(job: dict, asked) -> tuple[list[tuple[str, str]], dict | None]:
+        """`asked.n` replies of the job's model to its conversation with the job's inference hook
+        applied, each cut at a stop sequence, with OpenAI's token usage where it is counted here."""
         from starlette.concurrency import run_in_threadpool
 
+        from tasksafe.gateway.chat import cut_at_stop
         from tasksafe.generate.base import GenerationParams
         from tasksafe.generate.hf import HFBackend
 
-        body = await _json_object(request)
-        model = body.get("model")
-        job = state.job_for_model(who, model) if isinstance(model, str) else None
-        if job is None:
-            raise APIError(404, f"no released model {model!r} (a model is released when its job succeeds)",
-                           "model_not_found", "model")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages or not all(
-                isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
-                for m in messages):
-            raise APIError(400, "messages: a list of {role, content} with role system, user or assistant",
-                           "invalid_messages", "messages")
-        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 128
-        if not isinstance(max_tokens, int) or not 1 <= max_tokens <= 1024:
-            raise APIError(400, "max_tokens must be from 1 to 1024", "invalid_max_tokens", "max_tokens")
-        conversation = with_job_hook(state, job, [{"role": m["role"], "content": m["content"]} for m in messages])
-        async with serving:  # one request at a time uses (or swaps) the loaded model
-            if model not in backends:
-                backends.clear()
-                if job.get("upstream"):  # trained upstream: the provider serves it
-                    backends[model] = policy.upstream.backend(job["upstream"]["fine_tuned_model"])
-                else:
-                    backends[model] = await run_in_threadpool(
-                        HFBackend.from_name, job["model"], adapter=str(state.root / job["run_dir"] / "adapter"))
-            backend, params = backends[model], GenerationParams(max_new_tokens=max_tokens)
-            if isinstance(backend, HFBackend):  # served here: the tokens are counted as they are generated
-                done = (await run_in_threadpool(backend.complete, [conversation], params))[0]
-                text, finish = done.text, "stop" if done.stopped else "length"
-                usage = {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
-                         "total_tokens": done.prompt_tokens + done.completion_tokens}
-            else:  # served upstream: its provider counted, and the counts do not come back through the backend
-                text, finish, usage = (await run_in_threadpool(backend.generate, [conversation], params))[0], "stop", None
-        return {"id": "chatcmpl-" + secrets.token_hex(12), "object": "chat.completion", "created": int(time.time()),
-                "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                             "finish_reason": finish, "logprobs": None}],
-                "usage": usage}
+        if asked.model not in backends:
+            backends.clear()
+            if job.get("upstream"):  # trained upstream: the provider serves it
+                backends[asked.model] = policy.upstream.backend(job["upstream"]["fine_tuned_model"])
+            else:
+                backends[asked.model] = await run_in_threadpool(
+                    HFBackend.from_name, job["model"], adapter=str(state.root / job["run_dir"] / "adapter"))
+        backend, conversation = backends[asked.model], with_job_hook(state, job, asked.conversation())
+        params = [GenerationParams(max_new_tokens=asked.limit(), temperature=asked.temperature, top_p=asked.top_p,
+                                   seed=(asked.seed or 0) + i) for i in range(asked.n)]
+        if not isinstance(backend, HFBackend):  # served upstream: its provider counted, the counts do not come back
+            texts = [(await run_in_threadpool(backend.generate, [conversation], p))[0] for p in params]
+            return [(cut_at_stop(t, asked.stop)[0], "stop") for t in texts], None
+        done = [(await run_in_threadpool(backend.complete, [conversation], p))[0] for p in params]
+        replies = []
+        for reply in done:
+            text, stopped = cut_at_stop(reply.text, asked.stop)
+            replies.append((text, "stop" if stopped or reply.stopped else "length"))
+        completion_tokens = sum(r.completion_tokens for r in done)
+        return replies, {"prompt_tokens": done[0].prompt_tokens, "completion_tokens": completion_tokens,
+                         "total_tokens": done[0].prompt_tokens + completion_tokens}
 
     _dashboard(app, state)
     return app
