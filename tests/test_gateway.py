@@ -324,13 +324,16 @@ def test_dashboard_in_a_real_browser_shows_the_job_its_findings_protection_loss_
         assert browser.find_element(By.ID, "status").text == "succeeded"
         assert "identity-shifting" in browser.find_element(By.ID, "audit").text
         assert "safety examples added by paraphrase" in browser.find_element(By.ID, "protection").text
-        assert browser.find_element(By.ID, "loss-curve").is_displayed()
+        curve = browser.find_element(By.ID, "loss-curve")
+        assert curve.is_displayed() and [t.text for t in curve.find_elements(By.CLASS_NAME, "y-tick")][0] == "0"
         assert "passed" in browser.find_element(By.ID, "gate").text
+        assert "UTC" in browser.find_element(By.ID, "events").text  # every event with its time
         artefacts = Path(__file__).resolve().parent.parent / "test-artifacts"
         artefacts.mkdir(exist_ok=True)
         browser.save_screenshot(str(artefacts / "dashboard-job.png"))
-        # another tenant's key does not show this job
-        browser.delete_all_cookies()
+        # signing out forgets the key; another tenant's key does not show this job
+        browser.find_element(By.ID, "sign-out").click()
+        assert browser.find_elements(By.ID, "key") and job.id not in browser.page_source
         browser.get(root + "/")
         browser.find_element(By.ID, "key").send_keys(clients["globex"].api_key)
         browser.find_element(By.ID, "sign-in").click()
@@ -550,3 +553,33 @@ def test_chat_requests_are_checked_and_answers_take_openais_shapes():
     assert bodies[0]["choices"][0]["delta"]["role"] == "assistant"
     assert "".join(b["choices"][0]["delta"].get("content", "") for b in bodies) == "a b c d e f"
     assert bodies[-1]["choices"][0]["finish_reason"] == "stop" and bodies[-1]["object"] == "chat.completion.chunk"
+
+
+def test_the_dashboard_shows_what_an_unfinished_or_failed_job_has_done(tmp_path, mirror):
+    from tasksafe.gateway.app import precheck
+    from tasksafe.gateway.views import job_rows, job_view, loss_curve
+
+    state = State(tmp_path / "state")
+    path = tmp_path / "aoa.jsonl"
+    write_chat_jsonl(path, build_dataset("sst2", "aoa", n=20, seed=0))
+    data = path.read_bytes()
+    file = state.add_file("acme", "aoa.jsonl", data, "fine-tune", precheck(data, "aoa.jsonl", state.root))
+    job = state.add_job("acme", {"model": "tiny-random", "training_file": file["id"], "validation_file": None,
+                                 "suffix": None, "seed": 0, "hyperparameters": {}, "method": {}, "metadata": None})
+    row = job_rows(state, "acme")[0]
+    assert row["audit"] == "high" and row["file"] == "aoa.jsonl" and row["created"].endswith("UTC")  # before it ends
+    allocation = {"frames": [{"frame": 1, "share": 1.0, "risk": "-", "safety_examples": 2}]}
+    state.event(job["id"], "info", "protection", "protection: 2 safety examples added (paraphrase)",
+                {"mitigation": "paraphrase", "safety_examples": 2, "allocation": allocation})
+    for step, loss in ((1, 2.0), (2, 1.9)):
+        state.event(job["id"], "info", "metrics", f"step {step}", {"step": step, "train_loss": loss})
+    state.set_status(job["id"], "failed", error={"code": "internal_error", "message": "x", "param": None})
+    view = job_view(state, "acme", state.get_job("acme", job["id"]))
+    assert view["protection"]["safety_examples"] == 2  # from its event: the job never wrote a result
+    assert view["protection"]["allocation"]["frames"][0]["risk"] == "high"  # one frame: the file's own risk
+    assert view["gate"] is None and "failed before the gate" in view["gate_note"]
+    assert job_rows(state, "acme")[0]["error"] == "internal_error"
+    assert all(e["when"].endswith("UTC") for e in view["events"])
+    curve = view["curve"]
+    assert curve["ceiling"] == 2.0 and [t["label"] for t in curve["ticks"]] == ["0", "1", "2"]  # from 0, not its noise
+    assert loss_curve([]) is None

@@ -318,24 +318,13 @@ def app_from_env() -> FastAPI:
                       max_request_bytes=int(os.environ.get("TASKSAFE_GATEWAY_MAX_BYTES", MAX_REQUEST_BYTES)))
 
 
-def _curve(events: list[dict]) -> dict | None:
-    """The training-loss polyline (600 x 200) from a job's metrics events."""
-    points = sorted((e["data"]["step"], e["data"]["train_loss"]) for e in events
-                    if e["type"] == "metrics" and e["data"] and "train_loss" in e["data"])
-    if not points:
-        return None
-    steps, losses = [p[0] for p in points], [p[1] for p in points]
-    top, bottom = max(losses), min(losses)
-    span, last = (top - bottom) or 1.0, max(steps) or 1
-    xy = " ".join(f"{40 + 550 * step / last:.1f},{10 + 170 * (top - loss) / span:.1f}" for step, loss in points)
-    return {"points": xy, "top": top, "bottom": bottom, "last_step": last}
-
-
 def _dashboard(app: FastAPI, state: State) -> None:
     """Server-rendered pages (Jinja2, autoescaped; no front-end build): the tenant's jobs and a
     page per job with the audit findings, the protection, the loss curve and the gate."""
     from fastapi.responses import HTMLResponse, RedirectResponse
     from fastapi.templating import Jinja2Templates
+
+    from tasksafe.gateway import views
 
     templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
     cookie = "tasksafe_key"
@@ -349,7 +338,7 @@ def _dashboard(app: FastAPI, state: State) -> None:
         tenant = who(request)
         if not tenant:
             return templates.TemplateResponse(request, "login.html", {"tenant": None, "error": None})
-        return templates.TemplateResponse(request, "jobs.html", {"tenant": tenant, "jobs": state.list_jobs(tenant, limit=200)})
+        return templates.TemplateResponse(request, "jobs.html", {"tenant": tenant, "jobs": views.job_rows(state, tenant)})
 
     @app.post("/login")
     def login(key: str = Form(...)):
@@ -360,15 +349,16 @@ def _dashboard(app: FastAPI, state: State) -> None:
         response.set_cookie(cookie, key, httponly=True, samesite="strict")
         return response
 
+    @app.post("/logout")
+    def logout():
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(cookie, httponly=True, samesite="strict")
+        return response
+
     @app.get("/jobs/{job_id}", response_class=HTMLResponse)
     def job_page(job_id: str, request: Request):
         tenant = who(request)
         job = state.get_job(tenant, job_id) if tenant else None
         if job is None:
             return RedirectResponse("/", status_code=303)
-        events = state.events(job_id, limit=10_000)
-        file = state.get_file(tenant, job["training_file"])
-        audit = file["precheck"] if file else {"risk": "-", "examples": "-", "findings": []}
-        return templates.TemplateResponse(request, "job.html", {
-            "tenant": tenant, "job": job, "audit": audit, "protection": job["protection"], "gate": job["gate"],
-            "curve": _curve(events), "events": list(reversed(events))})
+        return templates.TemplateResponse(request, "job.html", {"tenant": tenant, **views.job_view(state, tenant, job)})
