@@ -31,16 +31,19 @@ def _free_port() -> int:
 
 
 def _start(state_dir, policy, port, *extra):
+    """Start `tasksafe serve`; its log (appended across restarts) is `server.log` beside the state dir."""
+    log = open(Path(state_dir).parent / "server.log", "ab")  # a file: a pipe nobody reads would fill and block it
     server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port),
                                "--state-dir", str(state_dir), "--policy", str(policy), *extra],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              stdout=log, stderr=subprocess.STDOUT)
+    log.close()
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return server
         except OSError:
-            assert server.poll() is None, server.stdout.read().decode()
+            assert server.poll() is None, (Path(state_dir).parent / "server.log").read_text()
             time.sleep(0.2)
     raise AssertionError("the gateway did not start")
 
@@ -138,6 +141,9 @@ def test_the_api_answers_bad_hyperparameters_with_400_naming_the_field(gateway, 
                                                     hyperparameters=hyper)
         assert err.value.code == "invalid_hyperparameters" and err.value.param == f"hyperparameters.{next(iter(hyper))}"
     assert not list(clients["acme"].fine_tuning.jobs.list())  # nothing was queued
+    log = (tmp_path / "server.log").read_text()
+    assert "listening on http://127.0.0.1:" in log and "protection always (paraphrase, 10%)" in log
+    assert "POST /v1/fine_tuning/jobs" in log and "400" in log  # a line per request
 
 
 def _upload(client, tmp_path, strategy: str, n: int = 24, split: str = "train"):
@@ -241,6 +247,8 @@ def test_a_job_survives_kill_9_and_resumes_from_its_checkpoint(gateway, tmp_path
     events = list(acme.fine_tuning.jobs.list_events(job.id, limit=1000))
     messages = [e.message for e in events]
     assert any("resuming (attempt 2)" in m for m in messages)
+    log = (tmp_path / "server.log").read_text()
+    assert f"job {job.id} (tenant acme, tiny-random): started, attempt 2" in log and f"job {job.id}: succeeded" in log
     for kind in ("audit", "protection"):  # a stage redone after the restart is reported once
         assert [e.type for e in events].count(kind) == 1, kind
     assert sum(m.startswith("files validated") for m in messages) == 1

@@ -55,14 +55,14 @@ def serve(host: str, port: int, state_dir: str, policy_file: str | None, max_req
                                ray_address or ""], preexec_fn=_die_with_parent)
     try:
         if api_workers == 1:
-            uvicorn.run(app, host=host, port=port, log_level="warning")
+            uvicorn.run(app, host=host, port=port, log_level="info")  # a line per request
         else:
             import os
 
             os.environ.update({"TASKSAFE_GATEWAY_STATE": state_dir, "TASKSAFE_GATEWAY_POLICY": policy_file or "",
                                "TASKSAFE_GATEWAY_MAX_BYTES": str(max_request_mb * 2**20)})
             uvicorn.run("tasksafe.gateway.app:app_from_env", factory=True, workers=api_workers, host=host, port=port,
-                        log_level="warning")
+                        log_level="info")
     finally:
         worker.terminate()
         try:

@@ -7,6 +7,7 @@ reason, so a job that kills the worker cannot take the service down in a loop.""
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,8 @@ from tasksafe.evaluate.config import EvalSettings
 from tasksafe.executors import Executor, LocalExecutor, Resources, make_executor
 from tasksafe.gateway.state import State
 from tasksafe.settings import Settings
+
+LOG = logging.getLogger("tasksafe.gateway")
 
 MAX_ATTEMPTS = 3
 
@@ -157,6 +160,8 @@ class Worker(threading.Thread):
             if job is None:
                 self._stop.wait(0.5)
                 continue
+            LOG.info("job %s (tenant %s, %s): started, attempt %s", job["id"], job["tenant"], job["model"],
+                     job["attempts"])
             try:
                 run_job(self.state, self.policy, job, self.executor)
             except Cancelled:
@@ -170,6 +175,9 @@ class Worker(threading.Thread):
                 self.state.event(job["id"], "error", "message", f"job failed: {message}")
                 self.state.set_status(job["id"], "failed", error={"code": "internal_error", "message": message,
                                                                   "param": None})
+            ended = self.state.get_job(None, job["id"]) or {}
+            LOG.info("job %s: %s%s", job["id"], ended.get("status"),
+                     f" ({ended['error']['code']})" if ended.get("error") else "")
 
 
 def _check(state: State, job_id: str) -> None:
@@ -503,6 +511,7 @@ def work(state_dir: str, policy_file: str | None, executor: str = "local", addre
     from tasksafe.settings import load_settings
 
     os.nice(10)  # training and the gate yield the CPU to the API processes on a shared machine
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s tasksafe worker: %(message)s")
     state = State(state_dir)
     policy = load_settings(Policy, policy_file)
     with open(state.root / "worker.lock", "w") as lock:
