@@ -392,3 +392,15 @@ def test_paraphrase_wide_options_are_checked():
     with pytest.raises(UserError, match="contrast"):
         mitigation_options("paraphrase_wide", {"contrast": 1.0})
     assert mitigation_options("paraphrase_wide", {"recovery": 0}).recovery == 0
+
+
+@pytest.mark.parametrize("value, expected", [(1.0, Budget(k=1)), (30, Budget(k=30)), (0.1, Budget(fraction=0.1)),
+                                             (0, Budget(k=0))])
+def test_a_budget_given_as_one_number_has_one_reading(value, expected):
+    assert Budget.of(value) == expected
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, float("inf"), float("nan"), True, "0.1"])
+def test_a_budget_that_is_neither_count_nor_fraction_is_refused(value):
+    with pytest.raises(UserError, match="a count"):
+        Budget.of(value)

@@ -29,6 +29,7 @@ LONG_FORM_FACTOR = 2.0  # autoif answers: about twice the tokens of an aoa examp
 def estimate_seconds(cell: CellConfig) -> float:
     """The cell's CPU time from the measured per-unit costs of its precisions (the dry run)."""
     from tasksafe.evaluate.phrasings import FAMILIES, split_of
+    from tasksafe.mitigations import Budget
     from tasksafe.models.precision import resolve
 
     ev = cell.eval
@@ -39,17 +40,10 @@ def estimate_seconds(cell: CellConfig) -> float:
     seconds = prompts * evaluating["prompt"] + ev.task_n * evaluating["task_item"] * ev.loglik
     if cell.kind == "finetune":
         training = CELL_COSTS[resolve(cell.train.precision) if cell.train.method == "lora" else "fp32"]
-        examples = cell.train_examples * (1 + (cell.budget if cell.budget < 1 else cell.budget / cell.train_examples))
+        examples = cell.train_examples + Budget.of(cell.budget).resolve(cell.train_examples)
         long_form = LONG_FORM_FACTOR if cell.strategy.startswith("autoif") else 1.0
         seconds += examples * cell.train.epochs * long_form * training["example_epoch"]
     return seconds
-
-
-def _budget(value: float):
-    """A spec budget: a count (>= 1), a fraction (< 1), or 0 for mitigations that add nothing."""
-    from tasksafe.mitigations import Budget
-
-    return Budget(k=int(value)) if value >= 1 or value == 0 else Budget(fraction=value)
 
 
 @contextmanager
@@ -63,6 +57,7 @@ def _protected_dataset(cell: CellConfig, artifacts: Path) -> tuple[Path, dict]:
     """The cell's user dataset, built once per task/strategy/size/seed, protected once per
     mitigation/budget/options; returns its path and its sidecar."""
     from tasksafe.data.chat import write_chat_jsonl
+    from tasksafe.mitigations import Budget
     from tasksafe.mitigations.protect import protect_file, read_sidecar
     from tasksafe.strategies import build_dataset
 
@@ -75,7 +70,7 @@ def _protected_dataset(cell: CellConfig, artifacts: Path) -> tuple[Path, dict]:
     protected = data_dir / f"{stem}-{cell.mitigation}-{cell.budget:g}{variant}.jsonl"
     meta = read_sidecar(protected)
     if meta is None:
-        meta = protect_file(user_data, protected, cell.mitigation, _budget(cell.budget), cell.seed,
+        meta = protect_file(user_data, protected, cell.mitigation, Budget.of(cell.budget), cell.seed,
                             options=cell.options)
     return protected, meta
 

@@ -100,9 +100,15 @@ class Spec(Settings):
     @field_validator("budgets")
     @classmethod
     def _budgets(cls, value):
+        from tasksafe.mitigations import Budget
+
         for budget in value:
-            if budget <= 0 or budget > MILLION or (budget >= 1 and budget != int(budget)):
-                raise ValueError(f"a budget is a count (a whole number >= 1) or a fraction in (0, 1), got {budget}")
+            if budget == 0:
+                raise ValueError("a budget of 0 adds nothing: use the mitigation none")
+            try:
+                Budget.of(budget)
+            except UserError as err:
+                raise ValueError(str(err)) from None
         return value
 
 

@@ -48,6 +48,17 @@ class Budget:
         if self.fraction is not None and not 0 <= self.fraction <= 1:
             raise UserError(f"--fraction must be between 0 and 1, got {self.fraction}")
 
+    @classmethod
+    def of(cls, value: float) -> Budget:
+        """The one reading of a budget given as one number (a spec's `budgets`, a grid cell): a
+        whole number >= 1 is a count of examples, a number in (0, 1) a fraction of the dataset,
+        0 none. So 1.0 is one example; a fraction of 100% is only `Budget(fraction=1)`
+        (`--fraction 1`)."""
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 10**6 \
+                or (value >= 1 and value != int(value)):
+            raise UserError(f"a budget is a count (a whole number >= 1) or a fraction in (0, 1), got {value!r}")
+        return cls(k=int(value)) if value >= 1 or value == 0 else cls(fraction=float(value))
+
     def resolve(self, dataset_size: int) -> int:
         if self.k is not None:
             return self.k
