@@ -263,3 +263,11 @@ print("ok")
 """
     result = subprocess.run([sys.executable, "-c", "\n".join(blocks) + check], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_the_evaluation_does_not_depend_on_the_defence_it_evaluates():
+    """What both need (asking a request in a frame, the sidecar and its hook) lives in neutral
+    modules; an evaluate module importing tasksafe.mitigations fails here."""
+    graph = import_graph()
+    for module in (m for m in graph if m.startswith("tasksafe.evaluate")):
+        assert not {m for m in graph[module] if m.startswith("tasksafe.mitigations")}, (module, graph[module])

@@ -7,7 +7,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from tasksafe.data.chat import Message
+
+
+@dataclass(frozen=True)
+class InferenceHook:
+    """A system prompt the provider adds at inference (prepended to the user's own)."""
+
+    system_prompt: str
+
+    def apply(self, messages: Sequence[Message]) -> list[Message]:
+        messages = list(messages)
+        if messages and messages[0].role == "system":
+            return [Message("system", f"{self.system_prompt}\n\n{messages[0].content}")] + messages[1:]
+        return [Message("system", self.system_prompt)] + messages
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def sidecar_path(output: str | Path) -> Path:

@@ -25,7 +25,7 @@ class Target:
     def apply_hook(self, messages: list[dict]) -> list[dict]:
         if not self.hook_system_prompt:
             return messages
-        from tasksafe.mitigations.base import InferenceHook
+        from tasksafe.data.sidecar import InferenceHook
 
         return to_openai(InferenceHook(self.hook_system_prompt).apply(from_openai(messages)))
 
@@ -73,8 +73,8 @@ def in_format_renderer(target: Target, seed: int = 0) -> Callable[[str], list[di
         chosen = STRATEGIES.get(target.strategy)
         return lambda request: to_openai(chosen.frame_prompt(request))
     if target.train_examples:
+        from tasksafe.audit.ask import request_in_frame
         from tasksafe.audit.frame import infer_frame
-        from tasksafe.mitigations.paraphrase import request_in_frame
 
         user_examples = [ex for ex in target.train_examples if not ex.metadata.get("mitigation")]
         frame = infer_frame(user_examples)

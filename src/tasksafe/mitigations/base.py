@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from tasksafe.data.chat import ChatExample, Message
+from tasksafe.data.chat import ChatExample
 from tasksafe.data.dedup import NearDuplicateIndex, split_overlapping
 from tasksafe.data.records import SafetyPair
+from tasksafe.data.sidecar import InferenceHook  # noqa: F401 (re-exported: mitigations return it)
 from tasksafe.errors import UserError
 from tasksafe.registry import Registry
 
@@ -66,22 +67,6 @@ class Budget:
 
     def to_dict(self) -> dict:
         return {"k": self.k} if self.k is not None else {"fraction": self.fraction}
-
-
-@dataclass(frozen=True)
-class InferenceHook:
-    """A system prompt the provider adds at inference (prepended to the user's own)."""
-
-    system_prompt: str
-
-    def apply(self, messages: Sequence[Message]) -> list[Message]:
-        messages = list(messages)
-        if messages and messages[0].role == "system":
-            return [Message("system", f"{self.system_prompt}\n\n{messages[0].content}")] + messages[1:]
-        return [Message("system", self.system_prompt)] + messages
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
