@@ -271,3 +271,12 @@ def test_the_evaluation_does_not_depend_on_the_defence_it_evaluates():
     graph = import_graph()
     for module in (m for m in graph if m.startswith("tasksafe.evaluate")):
         assert not {m for m in graph[module] if m.startswith("tasksafe.mitigations")}, (module, graph[module])
+
+
+def test_no_function_in_the_gateway_is_longer_than_50_lines():
+    import ast
+
+    for path in (SRC / "gateway").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.end_lineno - node.lineno + 1 <= 50, f"{path.name}: {node.name} is too long to read at once"

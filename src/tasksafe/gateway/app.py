@@ -67,6 +67,38 @@ def _precheck_pool():
                                initializer=_die_with_parent)
 
 
+def _listing(items: list[dict], limit: int) -> dict:
+    """OpenAI's list envelope; `items` holds up to limit + 1 rows, the extra one meaning more."""
+    return {"object": "list", "data": items[:limit], "has_more": len(items) > limit,
+            "first_id": items[0]["id"] if items else None, "last_id": items[:limit][-1]["id"] if items else None}
+
+
+async def _json_object(request: Request) -> dict:
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise APIError(400, "the body must be a JSON object", "invalid_json")
+    return body
+
+
+def _tenant_dependency(state: State):
+    """The dependency that turns the request's bearer key into its tenant (401 otherwise).
+    Routes that only read or write a row are `async`: SQLite answers them in well under a
+    millisecond, and a hop to the thread pool would cost more than the query."""
+
+    async def tenant(authorization: str | None = Header(None)) -> str:
+        key = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else ""
+        found = state.tenant_for(key) if key else None
+        if not found:
+            raise APIError(401, "invalid or missing API key (Authorization: Bearer KEY)", "invalid_api_key",
+                           kind="authentication_error")
+        return found
+
+    return tenant
+
+
 def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_request_bytes: int = MAX_REQUEST_BYTES) -> FastAPI:
     """The app over `state_dir`; with `worker`, a worker thread runs the jobs (started with
     the server, so a restarted server resumes what a killed one left)."""
@@ -106,30 +138,16 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
                                 status_code=413)
         return await call_next(request)
 
-    # Routes that only read or write a row are `async`: SQLite answers them in well under a
-    # millisecond, and a hop to the thread pool would cost more than the query.
-    async def tenant(authorization: str | None = Header(None)) -> str:
-        key = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else ""
-        found = state.tenant_for(key) if key else None
-        if not found:
-            raise APIError(401, "invalid or missing API key (Authorization: Bearer KEY)", "invalid_api_key",
-                           kind="authentication_error")
-        return found
+    tenant = _tenant_dependency(state)
+    _file_routes(app, state, pool, tenant)
+    _job_routes(app, state, policy, tenant)
+    _model_routes(app, state, policy, tenant)
+    _dashboard(app, state)
+    return app
 
-    def _listing(items: list[dict], limit: int) -> dict:
-        """OpenAI's list envelope; `items` holds up to limit + 1 rows, the extra one meaning more."""
-        return {"object": "list", "data": items[:limit], "has_more": len(items) > limit,
-                "first_id": items[0]["id"] if items else None, "last_id": items[:limit][-1]["id"] if items else None}
 
-    async def _json_object(request: Request) -> dict:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise APIError(400, "the body must be a JSON object", "invalid_json")
-        return body
-
+def _file_routes(app: FastAPI, state: State, pool, tenant) -> None:
+    """/v1/files: upload (validated and audited in `pool`), list, read, delete."""
     @app.post("/v1/files")
     def upload(file: UploadFile = File(...), purpose: str = Form(...), who: str = Depends(tenant)) -> dict:
         if purpose != "fine-tune":
@@ -167,38 +185,45 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
         state.delete_file(who, file_id)
         return {"id": file_id, "object": "file", "deleted": True}
 
+
+def _job_request(body: dict, who: str, state: State, policy) -> dict:
+    """The job a POST /v1/fine_tuning/jobs body asks for, every field checked (400 naming it)."""
+    for key in ("model", "training_file"):
+        if not isinstance(body.get(key), str) or not body[key]:
+            raise APIError(400, f"{key} is required", "missing_required_parameter", key)
+    if not state.get_file(who, body["training_file"]):
+        raise APIError(400, f"no file {body['training_file']!r}", "invalid_training_file", "training_file")
+    validation = body.get("validation_file")
+    if validation is not None and (not isinstance(validation, str) or not state.get_file(who, validation)):
+        raise APIError(400, f"no file {validation!r}", "invalid_validation_file", "validation_file")
+    if body.get("model") not in policy.models:
+        raise APIError(400, f"model {body['model']!r} is not offered; choose one of {', '.join(policy.models)}",
+                       "model_not_available", "model")
+    method = body.get("method") if isinstance(body.get("method"), dict) else {}
+    supervised = method.get("supervised") if isinstance(method.get("supervised"), dict) else {}
+    hyper = supervised.get("hyperparameters") or body.get("hyperparameters") or {}
+    bad = hyperparameter_error(hyper)
+    if bad:
+        raise APIError(400, bad[1], "invalid_hyperparameters", bad[0])
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31):
+        raise APIError(400, "seed must be an integer from 0", "invalid_seed", "seed")
+    suffix = body.get("suffix")
+    if suffix is not None and (not isinstance(suffix, str) or len(suffix) > 64 or not suffix.replace("-", "").isalnum()):
+        raise APIError(400, "suffix: up to 64 letters, digits and hyphens", "invalid_suffix", "suffix")
+    request_record = {"model": body["model"], "training_file": body["training_file"],
+                      "validation_file": body.get("validation_file"), "suffix": suffix, "seed": seed,
+                      "hyperparameters": hyper,
+                      "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
+                      "metadata": body.get("metadata") if isinstance(body.get("metadata"), dict) else None}
+    return request_record
+
+
+def _job_routes(app: FastAPI, state: State, policy, tenant) -> None:
+    """/v1/fine_tuning/jobs: create, list, retrieve, cancel, events, checkpoints."""
     @app.post("/v1/fine_tuning/jobs")
     async def create_job(request: Request, who: str = Depends(tenant)) -> dict:
-        body = await _json_object(request)
-        for key in ("model", "training_file"):
-            if not isinstance(body.get(key), str) or not body[key]:
-                raise APIError(400, f"{key} is required", "missing_required_parameter", key)
-        if not state.get_file(who, body["training_file"]):
-            raise APIError(400, f"no file {body['training_file']!r}", "invalid_training_file", "training_file")
-        validation = body.get("validation_file")
-        if validation is not None and (not isinstance(validation, str) or not state.get_file(who, validation)):
-            raise APIError(400, f"no file {validation!r}", "invalid_validation_file", "validation_file")
-        if body.get("model") not in policy.models:
-            raise APIError(400, f"model {body['model']!r} is not offered; choose one of {', '.join(policy.models)}",
-                           "model_not_available", "model")
-        method = body.get("method") if isinstance(body.get("method"), dict) else {}
-        supervised = method.get("supervised") if isinstance(method.get("supervised"), dict) else {}
-        hyper = supervised.get("hyperparameters") or body.get("hyperparameters") or {}
-        bad = hyperparameter_error(hyper)
-        if bad:
-            raise APIError(400, bad[1], "invalid_hyperparameters", bad[0])
-        seed = body.get("seed")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31):
-            raise APIError(400, "seed must be an integer from 0", "invalid_seed", "seed")
-        suffix = body.get("suffix")
-        if suffix is not None and (not isinstance(suffix, str) or len(suffix) > 64 or not suffix.replace("-", "").isalnum()):
-            raise APIError(400, "suffix: up to 64 letters, digits and hyphens", "invalid_suffix", "suffix")
-        request_record = {"model": body["model"], "training_file": body["training_file"],
-                          "validation_file": body.get("validation_file"), "suffix": suffix, "seed": seed,
-                          "hyperparameters": hyper,
-                          "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
-                          "metadata": body.get("metadata") if isinstance(body.get("metadata"), dict) else None}
-        return state.add_job(who, request_record)
+        return state.add_job(who, _job_request(await _json_object(request), who, state, policy))
 
     def _own_job(job_id: str, who: str) -> dict:
         found = state.get_job(who, job_id)
@@ -241,6 +266,9 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
                  "fine_tuned_model_checkpoint": f"{job['model']}:ckpt-step-{e['data']['step']}"} for e in saved]
         return {"object": "list", "data": data, "has_more": False}
 
+
+def _model_routes(app: FastAPI, state: State, policy, tenant) -> None:
+    """/v1/models and /v1/chat/completions for released models."""
     @app.get("/v1/models")
     async def models(who: str = Depends(tenant)) -> dict:
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "tasksafe"} for name in policy.models]
@@ -265,44 +293,43 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
             raise APIError(404, f"no released model {asked.model!r} (a model is released when its job succeeds)",
                            "model_not_found", "model")
         async with serving:  # one request at a time uses (or swaps) the loaded model
-            replies, usage = await _replies(job, asked)
+            replies, usage = await _replies(state, policy, backends, job, asked)
         if asked.stream:
             return StreamingResponse(chat_api.chunks(asked, asked.model, replies, usage), media_type="text/event-stream")
         return chat_api.completion(asked, asked.model, replies, usage)
 
-    async def _replies(job: dict, asked) -> tuple[list[tuple[str, str]], dict | None]:
-        """`asked.n` replies of the job's model to its conversation with the job's inference hook
-        applied, each cut at a stop sequence, with OpenAI's token usage where it is counted here."""
-        from starlette.concurrency import run_in_threadpool
 
-        from tasksafe.gateway.chat import cut_at_stop
-        from tasksafe.generate.base import GenerationParams
-        from tasksafe.generate.hf import HFBackend
 
-        if asked.model not in backends:
-            backends.clear()
-            if job.get("upstream"):  # trained upstream: the provider serves it
-                backends[asked.model] = policy.upstream.backend(job["upstream"]["fine_tuned_model"])
-            else:
-                backends[asked.model] = await run_in_threadpool(
-                    HFBackend.from_name, job["model"], adapter=str(state.root / job["run_dir"] / "adapter"))
-        backend, conversation = backends[asked.model], with_job_hook(state, job, asked.conversation())
-        params = [GenerationParams(max_new_tokens=asked.limit(), temperature=asked.temperature, top_p=asked.top_p,
-                                   seed=(asked.seed or 0) + i) for i in range(asked.n)]
-        if not isinstance(backend, HFBackend):  # served upstream: its provider counted, the counts do not come back
-            texts = [(await run_in_threadpool(backend.generate, [conversation], p))[0] for p in params]
-            return [(cut_at_stop(t, asked.stop)[0], "stop") for t in texts], None
-        done = [(await run_in_threadpool(backend.complete, [conversation], p))[0] for p in params]
-        replies = []
-        for reply in done:
-            text, stopped = cut_at_stop(reply.text, asked.stop)
-            replies.append((text, "stop" if stopped or reply.stopped else "length"))
-        completion_tokens = sum(r.completion_tokens for r in done)
-        return replies, {"prompt_tokens": done[0].prompt_tokens, "completion_tokens": completion_tokens,
-                         "total_tokens": done[0].prompt_tokens + completion_tokens}
+async def _replies(state: State, policy, backends: dict, job: dict, asked) -> tuple[list[tuple[str, str]], dict | None]:
+    """`asked.n` replies of the job's model to its conversation with the job's inference hook
+    applied, each cut at a stop sequence, with OpenAI's token usage where it is counted here."""
+    from starlette.concurrency import run_in_threadpool
 
-    _dashboard(app, state)
-    return app
+    from tasksafe.gateway.chat import cut_at_stop
+    from tasksafe.generate.base import GenerationParams
+    from tasksafe.generate.hf import HFBackend
+
+    if asked.model not in backends:
+        backends.clear()
+        if job.get("upstream"):  # trained upstream: the provider serves it
+            backends[asked.model] = policy.upstream.backend(job["upstream"]["fine_tuned_model"])
+        else:
+            backends[asked.model] = await run_in_threadpool(
+                HFBackend.from_name, job["model"], adapter=str(state.root / job["run_dir"] / "adapter"))
+    backend, conversation = backends[asked.model], with_job_hook(state, job, asked.conversation())
+    params = [GenerationParams(max_new_tokens=asked.limit(), temperature=asked.temperature, top_p=asked.top_p,
+                               seed=(asked.seed or 0) + i) for i in range(asked.n)]
+    if not isinstance(backend, HFBackend):  # served upstream: its provider counted, the counts do not come back
+        texts = [(await run_in_threadpool(backend.generate, [conversation], p))[0] for p in params]
+        return [(cut_at_stop(t, asked.stop)[0], "stop") for t in texts], None
+    done = [(await run_in_threadpool(backend.complete, [conversation], p))[0] for p in params]
+    replies = []
+    for reply in done:
+        text, stopped = cut_at_stop(reply.text, asked.stop)
+        replies.append((text, "stop" if stopped or reply.stopped else "length"))
+    completion_tokens = sum(r.completion_tokens for r in done)
+    return replies, {"prompt_tokens": done[0].prompt_tokens, "completion_tokens": completion_tokens,
+                     "total_tokens": done[0].prompt_tokens + completion_tokens}
 
 
 def app_from_env() -> FastAPI:
