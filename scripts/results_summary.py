@@ -12,10 +12,11 @@ import sys
 
 from tasksafe.experiments.transfer import read_rows
 from tasksafe.report.tables import finetuned_in_order, markdown_table, mode_rate, percent
+from tasksafe.results import MODES
 
-HEADERS = ["strategy", "mitigation", "safety examples", "non-refusal plain %", "harmful plain %",
-           "non-refusal in-format (renderer's) %", "non-refusal held-out dev %", "non-refusal held-out sealed %",
-           "harmful held-out %", "worst held-out phrasing (chosen on half the prompts, measured on the rest) %",
+SHOWN = [mode for mode in MODES if mode.in_tables]  # tasksafe.results.MODES, in their order
+HEADERS = ["strategy", "mitigation", "safety examples", "harmful plain %",
+           *[f"non-refusal {mode.label} %" for mode in SHOWN], "worst held-out phrasing(s)",
            "task accuracy %", "over-refusal %"]
 
 
@@ -24,14 +25,11 @@ def summary(source: str) -> str:
     for row in finetuned_in_order(read_rows(source)):
         c, m = row.config, row.metrics
         entry = m.first_harmful()[1]
-        names, worst = entry.bounded_worst() if entry.verdicts else entry.worst()
-        in_format = "= plain" if entry.in_format_is_plain else percent(mode_rate(row, "in_format", "non_refusal"))
+        names, _ = entry.bounded_worst() if entry.verdicts else entry.worst()
+        cells = ["= plain" if mode.key == "in_format" and entry.in_format_is_plain
+                 else percent(mode_rate(row, mode.key, "non_refusal")) for mode in SHOWN]
         body.append([f"`{c.strategy}`", c.mitigation_label(), str(m.safety_examples),
-                     *[percent(mode_rate(row, mode, key)) for mode, key in (("plain", "non_refusal"), ("plain", "asr"))],
-                     in_format,
-                     *[percent(mode_rate(row, mode, key)) for mode, key in
-                       (("held_out_dev", "non_refusal"), ("sealed", "non_refusal"), ("held_out", "asr"))],
-                     f"{percent(worst.non_refusal)} ({', '.join(names)})" if worst else "-",
+                     percent(mode_rate(row, "plain", "asr")), *cells, ", ".join(names) or "-",
                      percent(m.task.generation_accuracy if m.task else None), percent(m.overrefusal.xstest_safe)])
     return markdown_table(HEADERS, body)
 

@@ -280,3 +280,22 @@ def test_no_function_in_the_gateway_is_longer_than_50_lines():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 assert node.end_lineno - node.lineno + 1 <= 50, f"{path.name}: {node.name} is too long to read at once"
+
+
+def test_every_mode_is_one_entry_that_the_tables_plots_gate_and_summary_follow():
+    import runpy
+
+    from tasksafe.gateway.worker import GATE_MEASURES, Gate
+    from tasksafe.report import plots, tables
+    from tasksafe.results import MODES, HarmfulSetResult
+
+    keys = [mode.key for mode in MODES]
+    assert [key for key, _ in tables.MEASURES] == [m.key for m in MODES if m.in_tables]
+    assert {key for key, _, _ in plots.MEASURES} == {m.key for m in MODES if m.in_plots}
+    assert all(hasattr(Gate(), ceiling) for _, _, ceiling in GATE_MEASURES)
+    summary = runpy.run_path(str(SRC.parents[1] / "scripts" / "results_summary.py"))
+    assert [h for h in summary["HEADERS"] if h.startswith("non-refusal ")] == [
+        f"non-refusal {m.label} %" for m in MODES if m.in_tables]
+    rates = eval_result().harmful["advbench"]
+    for key in keys:  # every registered mode is one HarmfulSetResult knows
+        HarmfulSetResult.mode(rates, key)

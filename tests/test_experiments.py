@@ -428,8 +428,8 @@ def test_results_summary_has_a_row_per_tuned_cell_with_the_worst_phrasing_named(
     lines = summary(str(tmp_path / "store")).splitlines()
     assert len(lines) == 3  # headers, rule, the one fine-tuned cell (the base cell is not a row)
     cells = dict(zip([h.strip() for h in lines[0].strip("|").split("|")], [c.strip() for c in lines[2].strip("|").split("|")]))
-    worst = cells["worst held-out phrasing (chosen on half the prompts, measured on the rest) %"]
-    assert worst == "80.0 [38, 96] (task-cue, polite)"  # a row without per-prompt verdicts: the worst, every tie
+    assert cells["non-refusal held-out, worst phrasing %"] == "80.0 [38, 96]"
+    assert cells["worst held-out phrasing(s)"] == "task-cue, polite"  # a row without per-prompt verdicts: every tie
     assert cells["non-refusal held-out dev %"].startswith("50.0 ") and cells["task accuracy %"].startswith("70.0 ")
     assert cells["non-refusal held-out sealed %"].startswith("80.0 ")
 

@@ -6,7 +6,7 @@ import click
 
 from tasksafe.cli.settings import settings_from, settings_options
 from tasksafe.evaluate.config import EvalConfig
-from tasksafe.results import EvalResult, RateRecord
+from tasksafe.results import MODES, EvalResult, RateRecord
 
 
 def _fmt(rate: RateRecord) -> str:
@@ -16,9 +16,10 @@ def _fmt(rate: RateRecord) -> str:
 
 def show(result: EvalResult) -> None:
     for set_name, entry in result.harmful.items():
-        for mode, rates in (("plain", entry.plain), ("in-format", entry.in_format)):
-            if rates is not None:
-                click.echo(f"{set_name:<24}{mode:<10} ASR {_fmt(rates.asr)}   non-refusal {_fmt(rates.non_refusal)}")
+        for mode in MODES:
+            rates = entry.mode(mode.key)
+            if rates is not None and not (mode.key == "in_format" and entry.in_format_is_plain):
+                click.echo(f"{set_name:<24}{mode.short:<16} ASR {_fmt(rates.asr)}   non-refusal {_fmt(rates.non_refusal)}")
     click.echo(f"{'xstest (safe prompts)':<34} over-refusal {_fmt(result.overrefusal.xstest_safe)}")
     if result.task:
         task = result.task

@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 from tasksafe.evaluate.config import EvalSettings
 from tasksafe.executors import Executor, LocalExecutor, Resources, make_executor
 from tasksafe.gateway.state import State
+from tasksafe.results import MODES
 from tasksafe.settings import Settings
 
 LOG = logging.getLogger("tasksafe.gateway")
@@ -465,8 +466,8 @@ def _cancelled(state: State, job_id: str) -> bool:
     return current is None or current["status"] == "cancelled"
 
 
-GATE_MEASURES = (("plain", "plain", "max_plain"), ("in-format", "in_format", "max_in_format"),
-                 ("held-out worst", "held_out_worst", "max_held_out"))
+GATE_MEASURES = tuple((mode.short, mode.key, mode.gate_ceiling) for mode in MODES if mode.gate_ceiling)
+"""(label, mode, the Gate field that bounds it), from `tasksafe.results.MODES`."""
 
 
 def _gate(gate: Gate, target: str, train_data: Path, work: Path, backend=None) -> dict:

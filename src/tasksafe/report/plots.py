@@ -6,12 +6,11 @@ from pathlib import Path
 
 from tasksafe.experiments.store import CellRecord
 from tasksafe.report.tables import efficiency_curves, mode_rate
-from tasksafe.results import RateRecord
+from tasksafe.results import MODES, RateRecord
 
-MEASURES = (("in_format", "non_refusal", "non-refusal, in-format (renderer's)"),
-            ("held_out", "non_refusal", "non-refusal, held-out phrasings"),
-            ("plain", "non_refusal", "non-refusal, plain"),
-            ("held_out", "asr", "harmful compliance, held-out phrasings"))
+PLOTTED = [mode for mode in MODES if mode.in_plots]
+MEASURES = tuple([(m.key, "non_refusal", f"non-refusal, {m.label}") for m in PLOTTED]
+                 + [(m.key, "asr", f"harmful compliance, {m.label}") for m in PLOTTED if m.key == "held_out"])
 """The efficiency plot's panels. The renderer-matched prompt is what Paraphrase trains on, so
 the held-out phrasings get panels of their own; a broken model can stop refusing yet only
 repeat its persona's phrase, so non-refusal and judged harmful compliance are kept apart."""
@@ -42,7 +41,7 @@ def attack_plot(rows: list[CellRecord], out: Path) -> tuple[str, str] | None:
     strategies = sorted({r.config.strategy for r in attack})
     kinds = [k for k in ("base", "finetune") if any(r.config.kind == k for r in attack)]
     bars = [(kind, mode, f"{'before' if kind == 'base' else 'fine-tuned'}, {label}") for kind in kinds
-            for mode, label in (("plain", "plain"), ("in_format", "in-format"), ("held_out", "held-out"))]
+            for mode, label in ((m.key, m.short) for m in PLOTTED)]
     bars = [b for b in bars if any(mode_rate(r, b[1], "non_refusal") for r in attack if r.config.kind == b[0])]
     fig, ax = _pyplot().subplots(figsize=(8, 3.8))
     width = 0.8 / max(1, len(bars))

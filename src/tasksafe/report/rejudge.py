@@ -11,9 +11,11 @@ from pydantic import Field
 
 from tasksafe.experiments.spec import CellConfig
 from tasksafe.experiments.store import CellRecord, ResultsStore
+from tasksafe.results import MODES as RESULT_MODES
 from tasksafe.results import RateRecord, Record
 
-MODES = {"harmful-plain": "plain", "harmful-in-format": "in-format"}
+MODES = {mode.samples: mode.short for mode in RESULT_MODES if mode.samples}
+"""Sample kinds re-judged, and the mode each belongs to (`tasksafe.results.MODES`)."""
 
 
 SAMPLE_KEYS = ("kind", "set", "prompt", "response")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from tasksafe.experiments.store import CellRecord
-from tasksafe.results import RateRecord
+from tasksafe.results import MODES, RateRecord
 
 MITIGATION_ORDER = ("none", "mix", "bea", "ptst", "paraphrase", "safelora")
 
@@ -24,9 +24,8 @@ def mode_rate(row: CellRecord, mode: str, key: str, fallback: bool = False) -> R
     return getattr(rates, key) if rates is not None else None
 
 
-MEASURES = (("plain", "plain"), ("in_format", "in-format, renderer's"), ("held_out_dev", "held-out dev"),
-            ("sealed", "held-out sealed"), ("held_out_worst", "held-out, worst phrasing"))
-"""The modes every table shows: plain; in the data's frame as Paraphrase's renderer asks
+MEASURES = tuple((mode.key, mode.label) for mode in MODES if mode.in_tables)
+"""The modes every table shows (`tasksafe.results.MODES`): plain; in the data's frame as Paraphrase's renderer asks
 (renderer-matched; "= plain" where that is the plain prompt); in the attacker phrasings the
 defence never saw, dev and sealed pooled apart, and the worst one, chosen on half of the
 prompts and measured on the other half (evaluate/phrasings.py, `HarmfulSetResult`)."""
