@@ -123,13 +123,14 @@ def test_bad_uploads_and_keys_are_refused_with_openai_errors(gateway, tmp_path):
     ({"n_epochs": "abc"}, "n_epochs"), ({"n_epochs": True}, "n_epochs"), ({"n_epochs": 1.5}, "n_epochs"),
     ({"learning_rate_multiplier": 0}, "learning_rate_multiplier"),
     ({"learning_rate_multiplier": -2}, "learning_rate_multiplier"), ({"batch_size": 0}, "batch_size"),
-    ({"warmup": 3}, "warmup")])
+    ({"n_epochs": float("inf")}, "n_epochs"), ({"warmup": 3}, "warmup")])
 def test_bad_hyperparameters_are_refused_when_the_job_is_created(hyper, param):
     from tasksafe.gateway.worker import hyperparameter_error
 
     found, message = hyperparameter_error(hyper)
     assert found == f"hyperparameters.{param}" and (param == "warmup" or "from" in message)
     assert hyperparameter_error({"n_epochs": 3, "learning_rate_multiplier": "auto", "batch_size": 4}) is None
+    assert hyperparameter_error({"n_epochs": 2.0}) is None  # a whole number sent as a JSON float
 
 
 def test_the_api_answers_bad_hyperparameters_with_400_naming_the_field(gateway, tmp_path):
@@ -432,7 +433,7 @@ def test_upstream_mode_trains_the_protected_file_on_another_provider_and_mirrors
         assert isinstance(reply.choices[0].message.content, str)
 
         second = acme.fine_tuning.jobs.create(model="tiny-random", training_file=done.training_file,
-                                              hyperparameters={"n_epochs": 30})
+                                              hyperparameters={"n_epochs": 20})
         deadline = time.time() + 120
         while len(provider.fine_tuning.jobs.list().data) < 2:
             assert time.time() < deadline, "the second job never reached the upstream provider"

@@ -8,6 +8,7 @@ reason, so a job that kills the worker cannot take the service down in a loop.""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from pathlib import Path
 from typing import Literal
@@ -324,7 +325,8 @@ def hyperparameter_error(hyper) -> tuple[str, str] | None:
         kind, low, high, allowed = HYPERPARAMETERS[key]
         if value == "auto":
             continue
-        number = isinstance(value, int | float) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
+            and (kind is float or value == int(value))
         if not number or not low <= value <= high:
             return f"hyperparameters.{key}", f"{key} must be {allowed} or \"auto\", got {value!r}"
     return None

@@ -51,7 +51,7 @@ def run_provider_job(base_url: str, model: str, data: str | Path, output_dir: st
             file = client.files.create(file=handle, purpose="fine-tune")
         record["training_file"] = file.id
         job = client.fine_tuning.jobs.create(model=model, training_file=file.id, seed=seed,
-                                             hyperparameters={"n_epochs": epochs})
+                                             hyperparameters={"n_epochs": int(epochs) if epochs == int(epochs) else epochs})
     except openai.APIError as err:
         raise UserError(f"the fine-tuning API at {base_url} refused the job: {err}") from None
     finally:
