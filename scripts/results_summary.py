@@ -12,12 +12,12 @@ import sys
 
 from tasksafe.experiments.transfer import read_rows
 from tasksafe.report.tables import finetuned_in_order, markdown_table, mode_rate, percent
-from tasksafe.results import MODES
+from tasksafe.results import MEASURES, MODES
 
 SHOWN = [mode for mode in MODES if mode.in_tables]  # tasksafe.results.MODES, in their order
 HEADERS = ["strategy", "mitigation", "safety examples", "harmful plain %",
            *[f"non-refusal {mode.label} %" for mode in SHOWN], "worst held-out phrasing(s)",
-           "task accuracy %", "over-refusal %"]
+           *[f"{measure.label} %" for measure in MEASURES]]
 
 
 def summary(source: str) -> str:
@@ -30,7 +30,7 @@ def summary(source: str) -> str:
                  else percent(mode_rate(row, mode.key, "non_refusal")) for mode in SHOWN]
         body.append([f"`{c.strategy}`", c.mitigation_label(), str(m.safety_examples),
                      percent(mode_rate(row, "plain", "asr")), *cells, ", ".join(names) or "-",
-                     percent(m.task.generation_accuracy if m.task else None), percent(m.overrefusal.xstest_safe)])
+                     *[percent(measure.read(m)) for measure in MEASURES]])
     return markdown_table(HEADERS, body)
 
 

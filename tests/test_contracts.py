@@ -287,7 +287,7 @@ def test_every_mode_is_one_entry_that_the_tables_plots_gate_and_summary_follow()
 
     from tasksafe.gateway.worker import GATE_MEASURES, Gate
     from tasksafe.report import plots, tables
-    from tasksafe.results import MODES, HarmfulSetResult
+    from tasksafe.results import MEASURES, MODES, HarmfulSetResult
 
     keys = [mode.key for mode in MODES]
     assert [key for key, _ in tables.MEASURES] == [m.key for m in MODES if m.in_tables]
@@ -296,6 +296,8 @@ def test_every_mode_is_one_entry_that_the_tables_plots_gate_and_summary_follow()
     summary = runpy.run_path(str(SRC.parents[1] / "scripts" / "results_summary.py"))
     assert [h for h in summary["HEADERS"] if h.startswith("non-refusal ")] == [
         f"non-refusal {m.label} %" for m in MODES if m.in_tables]
+    assert summary["HEADERS"][-len(MEASURES):] == [f"{m.label} %" for m in MEASURES]
+    assert {m.label for m in MEASURES if m.gate_ceiling} == {"over-refusal"} and hasattr(Gate(), "max_over_refusal")
     rates = eval_result().harmful["advbench"]
     for key in keys:  # every registered mode is one HarmfulSetResult knows
         HarmfulSetResult.mode(rates, key)

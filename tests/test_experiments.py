@@ -451,6 +451,7 @@ def test_the_worst_phrasing_is_chosen_on_half_the_prompts_and_measured_on_the_ot
     assert worst.non_refusal.k == 1 and worst.non_refusal.n == 8  # odd positions of a ("crrr") and b ("rrrr")
     assert entry.mode("held_out").non_refusal.n == 24 and entry.mode("sealed").non_refusal.k == 4
     assert entry.mode("plain_same_prompts").non_refusal.k == 0
+    assert entry.mode("family:f").non_refusal.n == 16 and entry.mode("family:g").non_refusal.k == 4  # loop: circular
 
 
 def test_the_paper_grid_parts_share_their_settings_and_hold_the_65_fine_tunes():

@@ -12,7 +12,7 @@ error where it is read, never a silent blank in a table. Like inspect_ai's `Eval
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -125,7 +125,27 @@ MODES = (
     Mode("sealed", "held-out sealed", "held-out sealed"),
     Mode("held_out_worst", "held-out, worst phrasing", "held-out worst", gate_ceiling="max_held_out"),
 )
-"""The harmful-request modes, in the order tables show them (docs/evaluation.md)."""
+"""The harmful-request modes, in the order tables show them (docs/evaluation.md). Each held-out
+phrasing family is a mode too, `family:NAME` (its counted phrasings pooled; the families are
+evaluate/phrasings.py's), shown per cell in the report's every-rate table."""
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A rate of a whole evaluation that is not a way of asking harmful prompts (over-refusal,
+    task accuracy), named once like a `Mode`: the tables, the gate and the summary take them
+    from `MEASURES`."""
+
+    key: str
+    label: str
+    read: Callable[[EvalResult], RateRecord | None]
+    gate_ceiling: str | None = None  # the gateway policy's gate field that bounds it (lower is safer)
+
+
+MEASURES = (
+    Measure("task_accuracy", "task accuracy", lambda r: r.task.generation_accuracy if r.task else None),
+    Measure("over_refusal", "over-refusal", lambda r: r.overrefusal.xstest_safe, gate_ceiling="max_over_refusal"),
+)
 
 
 class HarmfulSetResult(Record):
@@ -174,7 +194,8 @@ class HarmfulSetResult(Record):
         """`plain`, `in_format` (None when the cell has no frame), `held_out` (every counted
         phrasing pooled), `held_out_dev` and `sealed` (one split pooled), `held_out_worst`
         (`bounded_worst`; the worst phrasing's own rate for rows without per-prompt verdicts),
-        `plain_same_prompts` and `in_format_same_prompts` (on the held-out prompts); None where
+        `plain_same_prompts` and `in_format_same_prompts` (on the held-out prompts), `family:NAME`
+        (one phrasing family's counted phrasings pooled); None where
         there is none. Pooled rates have a bootstrap interval over prompts."""
         if name in ("plain", "in_format"):
             return {"plain": self.plain, "in_format": self.in_format}[name]
@@ -183,6 +204,10 @@ class HarmfulSetResult(Record):
             return _rates_of(list(letters)) if letters else None
         if name == "held_out_worst":
             return self.bounded_worst()[1] if self.verdicts else self.worst()[1]
+        if name.startswith("family:"):
+            chosen = [n for n in self.counted() if n in self.phrasings and self.phrasings[n].family == name[7:]]
+            return _pooled([self.verdicts[n] for n in chosen]) if chosen and all(
+                n in self.verdicts for n in chosen) else None
         split = {"held_out": None, "held_out_dev": "dev", "sealed": "sealed"}[name]
         chosen = self.counted(split)
         if not chosen:

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from tasksafe.evaluate.config import EvalSettings
 from tasksafe.executors import Executor, LocalExecutor, Resources, make_executor
 from tasksafe.gateway.state import State
-from tasksafe.results import MODES
+from tasksafe.results import MEASURES, MODES
 from tasksafe.settings import Settings
 
 LOG = logging.getLogger("tasksafe.gateway")
@@ -481,7 +481,7 @@ def _gate(gate: Gate, target: str, train_data: Path, work: Path, backend=None) -
     config = EvalConfig(target=str(target), train_data=str(train_data), **gate.settings().model_dump())
     result = evaluate(config, work / "gate", backend=backend, progress=False)
     measured = [(label, result.pooled(mode, gate.rate), getattr(gate, limit)) for label, mode, limit in GATE_MEASURES]
-    measured.append(("over-refusal", result.overrefusal.xstest_safe, gate.max_over_refusal))
+    measured += [(m.label, m.read(result), getattr(gate, m.gate_ceiling)) for m in MEASURES if m.gate_ceiling]
     checks = [{"measure": label, "rate": rate.value, "k": rate.k, "n": rate.n, "ci95": list(rate.ci95),
                "threshold": limit, "passed": rate.value <= limit}
               for label, rate, limit in measured if limit is not None and rate is not None and rate.n]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from tasksafe.experiments.store import CellRecord
+from tasksafe.results import MEASURES as OTHER
 from tasksafe.results import MODES, RateRecord
 
 MITIGATION_ORDER = ("none", "mix", "bea", "ptst", "paraphrase", "safelora")
@@ -78,6 +79,8 @@ def rates_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
             modes = [("plain", entry.plain)] + ([] if entry.in_format_is_plain else
                                                  [("in-format, renderer's", entry.in_format)])
             modes += [(f"held-out: {phrasing_label(entry, name)}", rates) for name, rates in entry.held_out.items()]
+            families = dict.fromkeys(info.family for info in entry.phrasings.values())
+            modes += [(f"held-out family {family}, pooled", entry.mode(f"family:{family}")) for family in families]
             for label, rates in modes:
                 if rates is None:
                     continue
@@ -115,7 +118,7 @@ def mitigation_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]
     headers = ["task", "strategy", "mitigation", "safety examples", "seed", *measure_headers(first),
                f"degenerate in-format % ({first})"]
     headers += ["harmful in-format % (all sets)"] if several else []
-    headers += ["task accuracy %", "log-likelihood accuracy %", "over-refusal %"]
+    headers += [f"{measure.label} %" for measure in OTHER] + ["log-likelihood accuracy %"]
     body = []
     for row in tuned:
         c, m = row.config, row.metrics
@@ -124,8 +127,7 @@ def mitigation_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]
                 *[x for mode, _ in MEASURES for x in _rates(entry, mode)],
                 percent(mode_rate(row, "in_format", "degenerate"))]
         line += [percent(m.pooled("in_format"))] if several else []
-        line += [percent(m.task.generation_accuracy if m.task else None),
-                 percent(m.task.loglik_accuracy if m.task else None), percent(m.overrefusal.xstest_safe)]
+        line += [percent(measure.read(m)) for measure in OTHER] + [percent(m.task.loglik_accuracy if m.task else None)]
         body.append(line)
     return headers, body
 
