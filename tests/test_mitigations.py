@@ -392,6 +392,14 @@ def test_paraphrase_wide_options_are_checked():
     with pytest.raises(UserError, match="contrast"):
         mitigation_options("paraphrase_wide", {"contrast": 1.0})
     assert mitigation_options("paraphrase_wide", {"recovery": 0}).recovery == 0
+    with pytest.raises(UserError, match="places"):
+        mitigation_options("paraphrase_wide", {"places": ["nowhere"]})
+
+
+def test_paraphrase_wide_asks_only_at_the_places_it_is_given(mirror):
+    result = apply_mitigation("paraphrase_wide", persona_data(), POOL * 3, Budget(k=9), seed=0,
+                              options={"places": ["bare", "next-turn"], "contrast": 0}, generate=helpful)
+    assert {ex.metadata["place"] for ex in safety_examples(result)} == {"bare", "next-turn"}
 
 
 @pytest.mark.parametrize("value, expected", [(1.0, Budget(k=1)), (30, Budget(k=30)), (0.1, Budget(fraction=0.1)),

@@ -148,6 +148,9 @@ def _trim(text: str, words: int) -> str:
 
 
 class WideOptions(Options):
+    places: list[Literal["instruction", "slot", "bare", "next-turn", "with-task"]] = Field(
+        default_factory=lambda: list(PLACES), min_length=1,
+        description="where the safety requests are asked, in turn (default: all five)")
     recovery: float = Field(0.3, ge=0, le=1, description="share of the refusals that follow an untrained compliance "
                                                          "opening")
     contrast: float = Field(0.25, ge=0, lt=1, description="share of the budget spent on benign requests in the same "
@@ -159,7 +162,8 @@ class WideOptions(Options):
 @register_mitigation("paraphrase_wide", "Paraphrase asked at every place the user's frame gives an attacker, with "
                      "recovering refusals and helpful in-frame contrast examples", options=WideOptions)
 def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
-                    recovery: float = 0.3, contrast: float = 0.25, contrast_model: str = "smollm2-135m",
+                    places: Sequence[str] = PLACES, recovery: float = 0.3, contrast: float = 0.25,
+                    contrast_model: str = "smollm2-135m",
                     allocation: str = "risk", generate: Generate | None = None) -> MitigationResult:
     from tasksafe.audit.findings import frame_risks
 
@@ -183,7 +187,7 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
     for frame, n_safety, n_contrast in zip(frames, safety_counts, contrast_counts):
         donors = _donors(dataset, frame, seed)
         chunk, start = pairs[start:start + n_safety], start + n_safety
-        added += [safety_example(frame, pair, rng.choice(donors), PLACES[i % len(PLACES)], rng.random() < recovery,
+        added += [safety_example(frame, pair, rng.choice(donors), places[i % len(places)], rng.random() < recovery,
                                  rng) for i, pair in enumerate(chunk)]
         if n_contrast:
             words = 40 if frame.answer_style != "long" else 120
@@ -193,7 +197,8 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
     places = [ex.metadata["place"] for ex in added]
     return MitigationResult(
         mix_in(dataset, added, seed), [p.id for p in pairs],
-        config={"name": "paraphrase_wide", "recovery": recovery, "contrast": contrast, "contrast_model": contrast_model,
+        config={"name": "paraphrase_wide", "places": list(places), "recovery": recovery, "contrast": contrast,
+                "contrast_model": contrast_model,
                 "allocation": allocation},
         info={"frames": [f.to_dict() for f in frames], "budget": k, "total": len(added),
               "kinds": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
