@@ -13,7 +13,9 @@ gives an attacker, all derived from the user's data (never from a strategy's nam
   request as the next turn;
 - `with-task`: the request before or after one of the user's own task turns.
 
-Two more parts (each a share of the same budget, so the total stays within it):
+Two more parts, off by default (each a share of the same budget, so the total stays within it):
+on the dev prompts and phrasings, turning both on (30% recovery, 25% contrast) undid most of
+what the places gained (docs/results.md, "Developing"):
 
 - `recovery`: a share of the refusals follow a compliance opening the model is shown but not
   trained to write (the frame's own answer opening and the start of a list: Qi et al. 2024,
@@ -151,9 +153,9 @@ class WideOptions(Options):
     places: list[Literal["instruction", "slot", "bare", "next-turn", "with-task"]] = Field(
         default_factory=lambda: list(PLACES), min_length=1,
         description="where the safety requests are asked, in turn (default: all five)")
-    recovery: float = Field(0.3, ge=0, le=1, description="share of the refusals that follow an untrained compliance "
+    recovery: float = Field(0.0, ge=0, le=1, description="share of the refusals that follow an untrained compliance "
                                                          "opening")
-    contrast: float = Field(0.25, ge=0, lt=1, description="share of the budget spent on benign requests in the same "
+    contrast: float = Field(0.0, ge=0, lt=1, description="share of the budget spent on benign requests in the same "
                                                           "places, answered helpfully (0: none)")
     contrast_model: str = Field("smollm2-135m", description="the model that writes the contrast answers")
     allocation: Literal["risk", "share"] = Field("risk", description="as paraphrase's")
@@ -162,7 +164,7 @@ class WideOptions(Options):
 @register_mitigation("paraphrase_wide", "Paraphrase asked at every place the user's frame gives an attacker, with "
                      "recovering refusals and helpful in-frame contrast examples", options=WideOptions)
 def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
-                    places: Sequence[str] = PLACES, recovery: float = 0.3, contrast: float = 0.25,
+                    places: Sequence[str] = PLACES, recovery: float = 0.0, contrast: float = 0.0,
                     contrast_model: str = "smollm2-135m",
                     allocation: str = "risk", generate: Generate | None = None) -> MitigationResult:
     from tasksafe.audit.findings import frame_risks
