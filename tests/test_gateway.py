@@ -474,6 +474,46 @@ def test_a_model_over_the_policys_ceilings_fails_the_gate_and_is_not_released(tm
 
 
 @pytest.mark.slow
+def test_a_post_training_protection_is_applied_before_the_model_is_released(tmp_path, mirror):
+    """safelora's projection travels in the sidecar: the released adapter is the projected one
+    (the trained one kept beside it), as `tasksafe protect` + `finetune` make it."""
+    from tasksafe.gateway.app import precheck
+    from tasksafe.gateway.worker import Gate, Policy, run_job
+    from tasksafe.models.registry import resolve_model
+
+    state = State(tmp_path / "state")
+    policy = Policy(models=["tiny-random"], mitigation="safelora",
+                    mitigation_options={"unaligned": str(resolve_model("tiny-random"))},
+                    gate=Gate(n=4, overrefusal_n=4, max_plain=1.0, max_in_format=1.0))
+    path = tmp_path / "benign.jsonl"
+    write_chat_jsonl(path, build_dataset("sst2", "benign", n=12, seed=0))
+    data = path.read_bytes()
+    file = state.add_file("acme", "benign.jsonl", data, "fine-tune", precheck(data, "benign.jsonl", state.root))
+    job = state.add_job("acme", {"model": "tiny-random", "training_file": file["id"], "validation_file": None,
+                                 "suffix": None, "seed": 0, "hyperparameters": {"n_epochs": 1}, "method": {},
+                                 "metadata": None})
+    run_job(state, policy, state.claim(), LocalExecutor())
+    done = state.get_job("acme", job["id"])
+    assert done["status"] == "succeeded", done["error"]
+    run = state.root / state.job_for_model("acme", done["fine_tuned_model"])["run_dir"]
+    assert (run / "adapter-trained").is_dir() and (run / "adapter").is_dir()
+    assert json.loads((run / "safelora.json").read_text())["layers"] > 0
+    protection = next(e for e in state.events(job["id"], limit=100) if e["type"] == "protection")
+    assert "safelora on the trained weights" in protection["message"]
+
+
+def test_a_policy_with_bad_mitigation_options_is_refused(tmp_path):
+    from tasksafe.errors import UserError
+    from tasksafe.gateway.worker import Policy
+    from tasksafe.settings import load_settings
+
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"mitigation": "paraphrase", "mitigation_options": {"placement": "nowhere"}}))
+    with pytest.raises(UserError, match="placement"):
+        load_settings(Policy, str(path))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("mitigation", ["bea", "ptst"])
 def test_a_protections_inference_hook_reaches_training_the_gate_and_chat(tmp_path, mirror, mitigation):
     """The job protects through `protect_file` (as `tasksafe protect` does): the run keeps the

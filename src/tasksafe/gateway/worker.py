@@ -99,6 +99,8 @@ class Policy(Settings):
                               description="base models a job may fine-tune")
     protect: Literal["always", "flagged", "never"] = Field("always", description="when to add safety examples")
     mitigation: str = Field("paraphrase", description="the mitigation protection applies")
+    mitigation_options: dict = Field(default_factory=dict, description="its options (tasksafe protect -O), checked "
+                                                                        "when the policy is loaded")
     fraction: float = Field(0.1, gt=0, le=1, description="its budget, a share of the training set")
     reject_risk: Literal["never", "high"] = Field("never", description="refuse a training file the audit rates this high")
     epochs: float = Field(1.0, gt=0, le=20, description="default epochs (a job's n_epochs overrides)")
@@ -113,12 +115,17 @@ class Policy(Settings):
     def _known(self):
         """Every name the policy gives is checked when it is loaded, so a typo stops the server
         at start instead of failing every job."""
+        from tasksafe.errors import UserError
         from tasksafe.experiments.spec import check_model_names
-        from tasksafe.mitigations import MITIGATIONS
+        from tasksafe.mitigations import MITIGATIONS, mitigation_options
         from tasksafe.settings import check_names
 
         check_names([self.mitigation], MITIGATIONS)
         check_model_names(self.models)
+        try:
+            mitigation_options(self.mitigation, self.mitigation_options)
+        except UserError as err:
+            raise ValueError(str(err)) from None
         if self.upstream and MITIGATIONS.info(self.mitigation)["post_training"] is not None:
             raise ValueError(f"mitigation {self.mitigation!r} changes the trained weights, which an upstream provider "
                              "keeps: choose another mitigation or train locally")
@@ -257,7 +264,8 @@ def _protect(state: State, policy: Policy, job: dict, file: dict, work: Path) ->
         secret_file.write_text(secrets.token_hex(16))
     data = work / "train.jsonl"
     meta = protect_file(state.file_path(file["id"]), data, policy.mitigation if protecting else "none",
-                        Budget(fraction=policy.fraction), job["seed"] or 0, secret=secret_file.read_text())
+                        Budget(fraction=policy.fraction), job["seed"] or 0, secret=secret_file.read_text(),
+                        options=policy.mitigation_options if protecting else None)
     if not protecting:
         return data, None
     protection = {"mitigation": policy.mitigation, "safety_examples": meta["safety_examples"],
