@@ -473,32 +473,40 @@ def test_a_model_over_the_policys_ceilings_fails_the_gate_and_is_not_released(tm
         server.wait(timeout=30)
 
 
-@pytest.mark.slow
-def test_a_post_training_protection_is_applied_before_the_model_is_released(tmp_path, mirror):
-    """safelora's projection travels in the sidecar: the released adapter is the projected one
-    (the trained one kept beside it), as `tasksafe protect` + `finetune` make it."""
+def _job_in_process(tmp_path, policy, strategy: str, n: int):
+    """Upload `n` SST-2 examples in `strategy`'s structure to a fresh state, run one job on
+    tiny-random in this process (the worker's own `run_job`) and return (state, finished job)."""
     from tasksafe.gateway.app import precheck
-    from tasksafe.gateway.worker import Gate, Policy, run_job
-    from tasksafe.models.registry import resolve_model
+    from tasksafe.gateway.worker import run_job
 
     state = State(tmp_path / "state")
-    policy = Policy(models=["tiny-random"], mitigation="safelora",
-                    mitigation_options={"unaligned": str(resolve_model("tiny-random"))},
-                    gate=Gate(n=4, overrefusal_n=4, max_plain=1.0, max_in_format=1.0))
-    path = tmp_path / "benign.jsonl"
-    write_chat_jsonl(path, build_dataset("sst2", "benign", n=12, seed=0))
+    path = tmp_path / f"{strategy}.jsonl"
+    write_chat_jsonl(path, build_dataset("sst2", strategy, n=n, seed=0))
     data = path.read_bytes()
-    file = state.add_file("acme", "benign.jsonl", data, "fine-tune", precheck(data, "benign.jsonl", state.root))
+    file = state.add_file("acme", path.name, data, "fine-tune", precheck(data, path.name, state.root))
     job = state.add_job("acme", {"model": "tiny-random", "training_file": file["id"], "validation_file": None,
                                  "suffix": None, "seed": 0, "hyperparameters": {"n_epochs": 1}, "method": {},
                                  "metadata": None})
     run_job(state, policy, state.claim(), LocalExecutor())
-    done = state.get_job("acme", job["id"])
+    return state, state.get_job("acme", job["id"])
+
+
+@pytest.mark.slow
+def test_a_post_training_protection_is_applied_before_the_model_is_released(tmp_path, mirror):
+    """safelora's projection travels in the sidecar: the released adapter is the projected one
+    (the trained one kept beside it), as `tasksafe protect` + `finetune` make it."""
+    from tasksafe.gateway.worker import Gate, Policy
+    from tasksafe.models.registry import resolve_model
+
+    policy = Policy(models=["tiny-random"], mitigation="safelora",
+                    mitigation_options={"unaligned": str(resolve_model("tiny-random"))},
+                    gate=Gate(n=4, overrefusal_n=4, max_plain=1.0, max_in_format=1.0))
+    state, done = _job_in_process(tmp_path, policy, "benign", 12)
     assert done["status"] == "succeeded", done["error"]
     run = state.root / state.job_for_model("acme", done["fine_tuned_model"])["run_dir"]
     assert (run / "adapter-trained").is_dir() and (run / "adapter").is_dir()
     assert json.loads((run / "safelora.json").read_text())["layers"] > 0
-    protection = next(e for e in state.events(job["id"], limit=100) if e["type"] == "protection")
+    protection = next(e for e in state.events(done["id"], limit=100) if e["type"] == "protection")
     assert "safelora on the trained weights" in protection["message"]
 
 
@@ -519,37 +527,27 @@ def test_a_protections_inference_hook_reaches_training_the_gate_and_chat(tmp_pat
     """The job protects through `protect_file` (as `tasksafe protect` does): the run keeps the
     hook, the gate asks every prompt with it, chat applies it; BEA's trigger is this job's own
     secret, not one a tenant could derive from the seed they chose."""
-    from tasksafe.gateway.app import precheck
-    from tasksafe.gateway.worker import Gate, Policy, run_job, with_job_hook
+    from tasksafe.gateway.worker import Gate, Policy, with_job_hook
     from tasksafe.mitigations import PTST_SYSTEM_PROMPT, secret_trigger
 
-    state = State(tmp_path / "state")
     policy = Policy(models=["tiny-random"], mitigation=mitigation, save_steps=50,
                     gate=Gate(n=4, overrefusal_n=4, max_plain=1.0, max_in_format=1.0))
-    path = tmp_path / "aoa.jsonl"
-    write_chat_jsonl(path, build_dataset("sst2", "aoa", n=20, seed=0))
-    data = path.read_bytes()
-    file = state.add_file("acme", "aoa.jsonl", data, "fine-tune", precheck(data, "aoa.jsonl", state.root))
-    job = state.add_job("acme", {"model": "tiny-random", "training_file": file["id"], "validation_file": None,
-                                 "suffix": None, "seed": 0, "hyperparameters": {"n_epochs": 1}, "method": {},
-                                 "metadata": None})
-    run_job(state, policy, state.claim(), LocalExecutor())
-    done = state.get_job("acme", job["id"])
+    state, done = _job_in_process(tmp_path, policy, "aoa", 20)
     assert done["status"] == "succeeded", done["error"]
     released = state.job_for_model("acme", done["fine_tuned_model"])
     hook = json.loads((state.root / released["run_dir"] / "hook.json").read_text())["system_prompt"]
     if mitigation == "bea":
         assert hook != secret_trigger(0) and hook not in json.dumps(done)  # a secret, never shown to the tenant
-        trained = [json.loads(line) for line in (state.root / "jobs" / job["id"] / "train.jsonl").read_text().splitlines()]
+        trained = [json.loads(line) for line in (state.root / "jobs" / done["id"] / "train.jsonl").read_text().splitlines()]
         assert sum(ex["messages"][0]["content"] == hook for ex in trained) == 2  # 10% of 20, under the trigger
     else:
         assert hook == PTST_SYSTEM_PROMPT
     gate_samples = [json.loads(line) for line in
-                    (state.root / "jobs" / job["id"] / "gate" / "samples.jsonl").read_text().splitlines()]
+                    (state.root / "jobs" / done["id"] / "gate" / "samples.jsonl").read_text().splitlines()]
     assert gate_samples and all(s["prompt"][0]["content"].startswith(hook) for s in gate_samples)
     asked = with_job_hook(state, released, [{"role": "user", "content": "hi"}])
     assert asked == [{"role": "system", "content": hook}, {"role": "user", "content": "hi"}]
-    protection = next(e for e in state.events(job["id"], limit=100) if e["type"] == "protection")
+    protection = next(e for e in state.events(done["id"], limit=100) if e["type"] == "protection")
     assert protection["data"]["inference_hook"] and hook not in json.dumps(protection)
 
 

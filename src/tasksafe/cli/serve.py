@@ -91,16 +91,14 @@ def create_key(tenant: str, state_dir: str) -> None:
 def list_keys(state_dir: str) -> None:
     """Every API key: its id (the start of its hash; the key itself is never stored), tenant and
     creation time."""
-    import datetime
-
     from tasksafe.gateway.state import State
+    from tasksafe.gateway.views import when
 
     found = State(state_dir).list_keys()
     if not found:
         click.echo("no keys (create one with `tasksafe keys create TENANT`)")
     for key in found:
-        created = datetime.datetime.fromtimestamp(key["created_at"], datetime.UTC).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{key['id']}  {key['tenant']:<24} created {created} UTC")
+        click.echo(f"{key['id']}  {key['tenant']:<24} created {when(key['created_at'])}")
 
 
 @keys.command("revoke")

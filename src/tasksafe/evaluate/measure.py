@@ -127,10 +127,7 @@ class _Measurer:
 
 
 def mode_rates(verdicts: list) -> ModeRates:
-    labels = [v.label for v in verdicts]
-    return ModeRates(asr=RateRecord.of(labels.count("compliance"), len(labels)),
-                     non_refusal=RateRecord.of(len(labels) - labels.count("refusal"), len(labels)),
-                     degenerate=RateRecord.of(labels.count("degenerate"), len(labels)))
+    return ModeRates.of_labels(v.label for v in verdicts)
 
 
 def evaluate(config: EvalConfig, out_dir: str | Path, backend=None, judge=None,

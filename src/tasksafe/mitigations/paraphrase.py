@@ -218,6 +218,17 @@ def _allocate(k: int, shares: Sequence[float]) -> list[int]:
     return counts
 
 
+def frame_counts(dataset: Sequence[ChatExample], frames: Sequence[Frame], k: int,
+                 allocation: str) -> tuple[list[str], list[int]]:
+    """Each frame's audit risk ("-" with one frame or the `share` rule) and its number of safety
+    examples out of budget `k`, by `allocation` (see the module docstring)."""
+    risks = frame_risks(dataset, frames) if allocation == "risk" and len(frames) > 1 else ["-"] * len(frames)
+    counts = _allocate(k, [f.share for f in frames])
+    if allocation == "risk":
+        counts = [k if risk in ("medium", "high") else c for c, risk in zip(counts, risks)]
+    return risks, counts
+
+
 def _placement(placement: str, index: int) -> str:
     if placement != "both":
         return placement
@@ -262,10 +273,7 @@ def paraphrase(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budge
         generate = generator_for(renderer_model)
     frames = infer_frames(dataset, seed=seed)
     k = budget.resolve(len(dataset))
-    risks = frame_risks(dataset, frames) if allocation == "risk" and len(frames) > 1 else ["-"] * len(frames)
-    counts = _allocate(k, [f.share for f in frames])
-    if allocation == "risk":
-        counts = [k if risk in ("medium", "high") else c for c, risk in zip(counts, risks)]
+    risks, counts = frame_counts(dataset, frames, k, allocation)
     pairs = sample_pairs(pool, sum(counts), seed)
     rng = random.Random(f"paraphrase:{seed}")
     safety: list[ChatExample] = []

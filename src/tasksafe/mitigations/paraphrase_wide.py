@@ -36,6 +36,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from tasksafe.audit.ask import _fit_slot, request_in_frame
 from tasksafe.audit.frame import Frame, frame_messages, infer_frames
 from tasksafe.data.chat import ChatExample, Message
 from tasksafe.data.records import SafetyPair
@@ -43,12 +44,10 @@ from tasksafe.judges.keywords import is_refusal
 from tasksafe.mitigations.base import Budget, MitigationResult, Options, mix_in, register_mitigation, sample_pairs
 from tasksafe.mitigations.paraphrase import (
     Generate,
-    _allocate,
     _donors,
-    _fit_slot,
+    frame_counts,
     refusal_in_style,
     request_as_instruction,
-    request_in_frame,
 )
 
 PLACES = ("instruction", "slot", "bare", "next-turn", "with-task")
@@ -167,14 +166,9 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
                     places: Sequence[str] = PLACES, recovery: float = 0.0, contrast: float = 0.0,
                     contrast_model: str = "smollm2-135m",
                     allocation: str = "risk", generate: Generate | None = None) -> MitigationResult:
-    from tasksafe.audit.findings import frame_risks
-
     frames = infer_frames(dataset, seed=seed)
     k = budget.resolve(len(dataset))
-    risks = frame_risks(dataset, frames) if allocation == "risk" and len(frames) > 1 else ["-"] * len(frames)
-    counts = _allocate(k, [f.share for f in frames])
-    if allocation == "risk":
-        counts = [k if risk in ("medium", "high") else c for c, risk in zip(counts, risks)]
+    _, counts = frame_counts(dataset, frames, k, allocation)
     contrast_counts = [round(c * contrast) for c in counts]
     safety_counts = [c - b for c, b in zip(counts, contrast_counts)]
     pairs = sample_pairs(pool, sum(safety_counts), seed)
