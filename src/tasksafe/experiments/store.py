@@ -74,7 +74,18 @@ def versions() -> dict:
             out[package] = version(package)
         except PackageNotFoundError:
             pass
+    out["device"] = _device()
     return out
+
+
+def _device() -> str:
+    """Where the cell's weights computed: `cpu` or `cuda (GPU NAME)`; grids run on one kind of
+    device each, and a results file says which (numerics differ slightly between them)."""
+    try:
+        import torch
+    except ImportError:
+        return "unknown"
+    return f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
 
 
 def store_path(root: str | Path) -> Path:
