@@ -66,12 +66,19 @@ def pack(model_dir: Path, out_dir: Path, part_mb: float, first_mb: float | None)
 
 
 def unpack(pattern: str, model_dir: Path) -> None:
-    blob = b"".join(Path(p).read_bytes() for p in sorted(glob.glob(pattern)))
-    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
-        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-    index = json.loads(files["index.json"])
-    planes = [np.frombuffer(zlib.decompress(files[f"plane{i}.z"]), dtype=np.uint8) for i in range(4)]
-    body = np.stack(planes, axis=1).reshape(-1)
+    paths = sorted(glob.glob(pattern))
+    if not paths:
+        raise SystemExit(f"{pattern}: no parts match")
+    blob = b"".join(Path(p).read_bytes() for p in paths)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+            files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+        index = json.loads(files["index.json"])
+        planes = [np.frombuffer(zlib.decompress(files[f"plane{i}.z"]), dtype=np.uint8) for i in range(4)]
+        body = np.stack(planes, axis=1).reshape(-1)
+    except (tarfile.TarError, zlib.error, KeyError, ValueError) as err:
+        raise SystemExit(f"{pattern}: {len(paths)} parts do not make a whole packed model ({err}): "
+                         "a part is missing or damaged") from None
     raw = files["head.bin"] + body.tobytes()
     digest = hashlib.sha256(raw).hexdigest()
     if digest != index["sha256"]:
