@@ -240,6 +240,61 @@ def test_efficiency_curves_pool_seeds_and_split_tasks():
     assert curves["paraphrase (placement=slot)"][9].k == 70 and curves["paraphrase"][9].k == 5
 
 
+def _claims_row(task, mitigation, examples, plain, in_format, seed=0, kind="finetune", strategy="aoa", budget=0,
+                task_k=50):
+    return cell_record(cell_config(strategy, mitigation, seed, task, kind=kind, budget=budget),
+                       eval_result({"advbench": (in_format, 100)}, plain_k=plain, task=(task_k, 100),
+                                   safety_examples=examples))
+
+
+def test_the_defence_table_puts_tasks_side_by_side_as_the_literature_does():
+    from tasksafe.report.claims import defence_table
+
+    rows = [_claims_row("sst2", "none", 0, 80, 90), _claims_row("sst2", "mix", 30, 20, 60, budget=0.1, task_k=45),
+            _claims_row("agnews", "none", 0, 70, 95, task_k=60), _claims_row("sst2", "none", 0, 10, 10, strategy="benign"),
+            _claims_row("sst2", "none", 0, 50, 50, seed=1)]  # seed 1 is the seed table's
+    headers, body = defence_table(rows)
+    lines = [dict(zip(headers, line)) for line in body]
+    assert [(line["strategy"], line["method"]) for line in lines] == [("aoa", "none"), ("aoa", "mix 10%")]
+    assert lines[0]["sst2 HS %"].startswith("80.0 ") and lines[0]["agnews HS %"].startswith("70.0 ")
+    assert lines[0]["agnews FA %"].startswith("60.0 ") and lines[1]["sst2 FA %"].startswith("45.0 ")
+    assert lines[1]["agnews HS %"] == "-" and lines[1]["sst2 HS held-out %"] == "-"  # no held-out phrasings asked
+
+
+def test_the_fewest_safety_examples_back_to_the_organism_or_not_reached():
+    from tasksafe.report.claims import reach_table
+
+    rows = [_claims_row("sst2", "none", 0, 30, 2, kind="base"),
+            _claims_row("sst2", "mix", 9, 60, 50, budget=0.03), _claims_row("sst2", "mix", 30, 33, 20, budget=0.1),
+            _claims_row("agnews", "mix", 30, 10, 10, budget=0.1)]  # no base cell for AG News: nothing to reach
+    headers, body = reach_table(rows)
+    assert len(body) == 1
+    line = dict(zip(headers, body[0]))
+    assert line["budgets measured (safety examples)"] == "9, 30"
+    assert line["plain: organism % / fewest examples within 5 points"].startswith("30.0 / 30 (at 33.0 ")
+    renderer = line["renderer-matched: organism % / fewest examples within 5 points"]
+    assert renderer.startswith("2.0 / not reached (lowest 20.0 ") and renderer.endswith(" at 30)")
+    assert line["held-out (pooled): organism % / fewest examples within 5 points"] == "-"
+    rows[2] = _claims_row("sst2", "mix", 30, 35, 7, budget=0.1)  # 35 is exactly 5 points above 30: reached
+    line = dict(zip(headers, reach_table(rows)[1][0]))
+    assert line["plain: organism % / fewest examples within 5 points"].startswith("30.0 / 30 ")
+    assert line["renderer-matched: organism % / fewest examples within 5 points"].startswith("2.0 / 30 ")
+
+
+def test_the_seed_table_shows_each_seed_and_the_spread():
+    from tasksafe.report.claims import seed_table
+
+    rows = [_claims_row("sst2", "none", 0, 80, 90), _claims_row("sst2", "none", 0, 70, 96, seed=1),
+            _claims_row("sst2", "mix", 30, 20, 60, budget=0.1)]  # one seed only: not shown
+    headers, body = seed_table(rows)
+    assert headers[-3:] == ["seed 0", "seed 1", "spread (points)"]
+    lines = {line[3]: line for line in body}
+    assert set(lines) == {"plain", "renderer-matched", "held-out (pooled)", "task accuracy"}
+    assert lines["plain"][-1] == "10.0" and lines["renderer-matched"][-1] == "6.0"
+    assert lines["held-out (pooled)"][-1] == "-" and lines["task accuracy"][-1] == "0.0"
+    assert seed_table(rows[:1]) == (["task", "strategy", "method", "measure", "spread (points)"], [])
+
+
 def test_rejudge_of_a_directory_without_a_store_is_a_clear_error(tmp_path):
     from click.testing import CliRunner
 

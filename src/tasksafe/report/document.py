@@ -10,6 +10,7 @@ from pathlib import Path
 from tasksafe.data.io import atomic_write
 from tasksafe.errors import OutputError
 from tasksafe.experiments.store import CellRecord, StoreError
+from tasksafe.report.claims import defence_table, reach_table, seed_table
 from tasksafe.report.plots import make_plots
 from tasksafe.report.tables import attack_table, markdown_table, mitigation_table, rates_table
 
@@ -22,7 +23,8 @@ def provenance(rows: list[CellRecord]) -> list[str]:
     lines = [
         f"- spec(s): {', '.join(sorted({r.spec for r in rows}))}; {len(rows)} finished cells",
         f"- git commit(s): {', '.join(sorted({str(r.git_commit) for r in rows}))}",
-        f"- versions: {', '.join(f'{k} {v}' for k, v in rows[-1].versions.items())}",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in rows[-1].versions.items() if k != 'device')}",
+        f"- devices: {_devices(rows)}",
     ]
     for name, v in judges.items():
         lines.append(f"- judge `{name}`: " + (f"accuracy {v.accuracy:.3f}, kappa {v.kappa:.3f} against XSTest human "
@@ -32,6 +34,15 @@ def provenance(rows: list[CellRecord]) -> list[str]:
     if train:
         lines.append(f"- fine-tuning: {', '.join(f'{k} {v}' for k, v in train.model_dump().items())}")
     return lines
+
+
+def _devices(rows: list[CellRecord]) -> str:
+    """Where the cells computed, with counts (cells before devices were recorded ran on a CPU)."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        name = r.versions.get("device", "cpu (not recorded)")
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{name}: {n} cell{'s' * (n != 1)}" for name, n in sorted(counts.items()))
 
 
 def _on_organism(judge: str) -> str:
@@ -99,8 +110,13 @@ def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
     except OSError as err:
         raise OutputError(str(out), f"cannot be created ({err.strerror})") from None
     plots = make_plots(rows, out)
-    tables = [("The attack", attack_table(rows)), ("Mitigations", mitigation_table(rows)),
-              ("Every rate, per mode and held-out phrasing", rates_table(rows))]
+    tables = [("The attack", attack_table(rows)), ("Mitigations", mitigation_table(rows))]
+    tables += [(title, table) for title, table in (
+        ("The defence as the harmful fine-tuning literature reports it (HS: judged harmful, FA: fine-tune accuracy)",
+         defence_table(rows)),
+        ("Fewest safety examples back to the organism's own rate", reach_table(rows)),
+        ("Seed to seed", seed_table(rows))) if table[1]]
+    tables.append(("Every rate, per mode and held-out phrasing", rates_table(rows)))
     failed = failed_table(results_dir)
     if failed[1]:
         tables.append(("Failed cells", failed))
