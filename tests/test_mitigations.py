@@ -400,6 +400,7 @@ def test_paraphrase_wide_asks_only_at_the_places_it_is_given(mirror):
     result = apply_mitigation("paraphrase_wide", persona_data(), POOL * 3, Budget(k=9), seed=0,
                               options={"places": ["bare", "next-turn"], "contrast": 0}, generate=helpful)
     assert {ex.metadata["place"] for ex in safety_examples(result)} == {"bare", "next-turn"}
+    assert result.config["places"] == ["bare", "next-turn"]  # the option, not the place of each example
     default = apply_mitigation("paraphrase_wide", persona_data(), POOL * 3, Budget(k=10), seed=0, generate=helpful)
     assert {ex.metadata["kind"] for ex in safety_examples(default)} == {"safety"}  # dev: contrast and recovery off
 

@@ -190,7 +190,7 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
             added += contrast_examples(frame, benign[begin:begin + n_contrast], donors, generate, rng, words)
             begin += n_contrast
     kinds = [ex.metadata["kind"] for ex in added]
-    places = [ex.metadata["place"] for ex in added]
+    asked_at = [ex.metadata["place"] for ex in added]
     return MitigationResult(
         mix_in(dataset, added, seed), [p.id for p in pairs],
         config={"name": "paraphrase_wide", "places": list(places), "recovery": recovery, "contrast": contrast,
@@ -198,7 +198,7 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
                 "allocation": allocation},
         info={"frames": [f.to_dict() for f in frames], "budget": k, "total": len(added),
               "kinds": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
-              "places": {place: places.count(place) for place in PLACES}})
+              "places": {place: asked_at.count(place) for place in PLACES}})
 
 
 def _benign_requests(n: int, seed: int) -> list[tuple[str, str]]:
