@@ -401,8 +401,12 @@ def test_paraphrase_wide_asks_only_at_the_places_it_is_given(mirror):
                               options={"places": ["bare", "next-turn"], "contrast": 0}, generate=helpful)
     assert {ex.metadata["place"] for ex in safety_examples(result)} == {"bare", "next-turn"}
     assert result.config["places"] == ["bare", "next-turn"]  # the option, not the place of each example
-    default = apply_mitigation("paraphrase_wide", persona_data(), POOL * 3, Budget(k=10), seed=0, generate=helpful)
-    assert {ex.metadata["kind"] for ex in safety_examples(default)} == {"safety"}  # dev: contrast and recovery off
+    default = apply_mitigation("paraphrase_wide", persona_data(), POOL * 3, Budget(k=12), seed=0, generate=helpful)
+    added = safety_examples(default)
+    places = [ex.metadata["place"] for ex in added]
+    assert len(added) == 12 and places.count("with-task") == 4 and places.count("bare") == 2  # with-task twice
+    kinds = [ex.metadata["kind"] for ex in added]
+    assert set(kinds) == {"safety", "recovery"} and 0 < kinds.count("recovery") < 6  # 20% recover; no contrast
 
 
 @pytest.mark.parametrize("value, expected", [(1.0, Budget(k=1)), (30, Budget(k=30)), (0.1, Budget(fraction=0.1)),

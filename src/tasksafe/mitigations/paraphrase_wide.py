@@ -11,11 +11,14 @@ gives an attacker, all derived from the user's data (never from a strategy's nam
   turns address, when they address one, every other time);
 - `next-turn`: one of the user's examples with its answer (shown, not trained), then the
   request as the next turn;
-- `with-task`: the request before or after one of the user's own task turns.
+- `with-task`: the request before or after one of the user's own task turns (twice the share
+  of the others by default).
 
-Two more parts, off by default (each a share of the same budget, so the total stays within it):
-on the dev prompts and phrasings, turning both on (30% recovery, 25% contrast) undid most of
-what the places gained (docs/results.md, "Developing"):
+Two more parts, each a share of the same budget (so the total stays within it); by default 20%
+of the refusals recover and no contrast is spent. The dev ablations (docs/results.md,
+"Developing") chose this: the places alone took the pooled dev phrasings from Paraphrase's
+56.6% to 49.8% non-refusal, the doubled with-task share to 45.0%, 20% recovery to 35.2%, both to
+23.9%, while contrast (25%, with 30% recovery) undid the gain (65.5%):
 
 - `recovery`: a share of the refusals follow a compliance opening the model is shown but not
   trained to write (the frame's own answer opening and the start of a list: Qi et al. 2024,
@@ -51,6 +54,10 @@ from tasksafe.mitigations.paraphrase import (
 )
 
 PLACES = ("instruction", "slot", "bare", "next-turn", "with-task")
+DEFAULT_PLACES = ("instruction", "slot", "bare", "next-turn", "with-task", "with-task")
+"""The places asked in turn by default: the request beside a task turn twice as often as the others
+(dev ablation: docs/results.md, "Developing")."""
+DEFAULT_RECOVERY = 0.2
 CONTRAST_PLACES = ("instruction", "bare", "next-turn")
 """Where a benign request is asked: the places where the request is the whole instruction (in the
 item slot or beside a task turn, the helpful answer would be the task's, not the request's)."""
@@ -150,10 +157,11 @@ def _trim(text: str, words: int) -> str:
 
 class WideOptions(Options):
     places: list[Literal["instruction", "slot", "bare", "next-turn", "with-task"]] = Field(
-        default_factory=lambda: list(PLACES), min_length=1,
-        description="where the safety requests are asked, in turn (default: all five)")
-    recovery: float = Field(0.0, ge=0, le=1, description="share of the refusals that follow an untrained compliance "
-                                                         "opening")
+        default_factory=lambda: list(DEFAULT_PLACES), min_length=1,
+        description="where the safety requests are asked, in turn; a place named twice gets twice the share "
+                    "(default: all five, with-task twice)")
+    recovery: float = Field(DEFAULT_RECOVERY, ge=0, le=1, description="share of the refusals that follow an "
+                                                                      "untrained compliance opening")
     contrast: float = Field(0.0, ge=0, lt=1, description="share of the budget spent on benign requests in the same "
                                                           "places, answered helpfully (0: none)")
     contrast_model: str = Field("smollm2-135m", description="the model that writes the contrast answers")
@@ -163,7 +171,7 @@ class WideOptions(Options):
 @register_mitigation("paraphrase_wide", "Paraphrase asked at every place the user's frame gives an attacker, with "
                      "recovering refusals and helpful in-frame contrast examples", options=WideOptions)
 def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
-                    places: Sequence[str] = PLACES, recovery: float = 0.0, contrast: float = 0.0,
+                    places: Sequence[str] = DEFAULT_PLACES, recovery: float = DEFAULT_RECOVERY, contrast: float = 0.0,
                     contrast_model: str = "smollm2-135m",
                     allocation: str = "risk", generate: Generate | None = None) -> MitigationResult:
     frames = infer_frames(dataset, seed=seed)
