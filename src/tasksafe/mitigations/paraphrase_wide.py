@@ -168,8 +168,9 @@ class WideOptions(Options):
     allocation: Literal["risk", "share"] = Field("risk", description="as paraphrase's")
 
 
-@register_mitigation("paraphrase_wide", "Paraphrase asked at every place the user's frame gives an attacker, with "
-                     "recovering refusals and helpful in-frame contrast examples", options=WideOptions)
+@register_mitigation("paraphrase_wide", "Paraphrase asked at every place the user's frame gives an attacker, 20% of "
+                     "the refusals after an untrained compliance opening (optional: helpful contrast examples)",
+                     options=WideOptions)
 def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
                     places: Sequence[str] = DEFAULT_PLACES, recovery: float = DEFAULT_RECOVERY, contrast: float = 0.0,
                     contrast_model: str = "smollm2-135m",
