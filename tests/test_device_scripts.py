@@ -87,6 +87,8 @@ def test_the_device_grid_lists_every_paper_cell_once_with_the_variant_last():
     first_variant = mitigations.index("paraphrase_wide")
     assert set(mitigations[first_variant:]) == {"paraphrase_wide"} and "safelora" not in mitigations
     assert [(c.kind, c.task) for _, c in todo[:10]] == [("base", "sst2")] * 5 + [("finetune", "sst2")] * 5
+    left = grid["cells"](grid["PARTS"], {"safelora"}, {"paraphrase_wide"}, done=set(ids[:10]))
+    assert [cell.id for _, cell in left] == ids[10:]  # finished cells (a results file's ids) are not run again
     filters = grid["only_filters"](todo[0][1])
     assert filters[::2] == ["--only"] * 6 and "kind=base" in filters and "seed=0" in filters
 

@@ -8,7 +8,7 @@ line goes to OUT/progress.log, so whatever finished before the machine is taken 
 Merge the file with `tasksafe results merge OUT/grid.jsonl --into results/paper`.
 
     python scripts/device/grid.py --out $OUT --workers 12 --models /tmp/models
-    python scripts/device/grid.py --list          # the cells, in the order they are run
+    python scripts/device/grid.py --list --done results/paper.jsonl   # the cells still to run, in order
 
 Cells run in the order of the paper's parts (core SST-2, core AG News, defence, baselines,
 seeds, efficiency); `--last` mitigations go after all others, `--skip` ones not at all (e.g.
@@ -18,6 +18,7 @@ seeds, efficiency); `--last` mitigations go after all others, `--skip` ones not 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -34,9 +35,11 @@ from tasksafe.experiments import expand, load_spec  # noqa: E402
 PARTS = ["paper-core", "paper-defence", "paper-baselines", "paper-seeds", "paper-efficiency"]
 
 
-def cells(specs: list[str], skip: set[str], last: set[str], only_task: str | None = None) -> list[tuple[str, object]]:
-    """(spec path, cell) in run order, each cell once (parts share identical cells)."""
-    seen, first, later = set(), [], []
+def cells(specs: list[str], skip: set[str], last: set[str], only_task: str | None = None,
+          done: set[str] = frozenset()) -> list[tuple[str, object]]:
+    """(spec path, cell) in run order, each cell once (parts share identical cells), leaving out
+    the cells whose ids are in `done`."""
+    seen, first, later = set(done), [], []
     for name in specs:
         path = Path(name) if name.endswith(".yaml") else ROOT / "experiments" / f"{name}.yaml"
         spec = load_spec(path)
@@ -131,13 +134,18 @@ def main() -> None:
     parser.add_argument("--task", default=None, help="only this task's cells")
     parser.add_argument("--limit", type=int, default=None, help="at most this many cells")
     parser.add_argument("--seconds", type=float, default=None, help="start no cell after this many seconds")
+    parser.add_argument("--done", type=Path, default=None,
+                        help="a results file (tasksafe results export): its finished cells are not run again")
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args()
-    todo = cells(args.specs, set(args.skip), set(args.last), args.task)[:args.limit]
+    done = {json.loads(line)["id"] for line in args.done.read_text().splitlines() if line.strip()} if args.done else set()
+    todo = cells(args.specs, set(args.skip), set(args.last), args.task, done)[:args.limit]
     if args.list:
         for spec, cell in todo:
             print(Path(spec).stem, cell.id, cell.kind, cell.task, cell.strategy, cell.mitigation, cell.budget, cell.seed)
         return
+    if args.models is None:
+        parser.error("--models is needed to run cells (a folder with aligned.json and the organism's folder)")
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     Driver(args.out, args.work, args.models, args.workers, started,
