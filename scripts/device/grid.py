@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--specs", nargs="*", default=PARTS)
     parser.add_argument("--skip", nargs="*", default=["safelora"])
-    parser.add_argument("--last", nargs="*", default=["paraphrase_wide"])
+    parser.add_argument("--last", nargs="*", default=[], help="mitigations whose cells run after all others")
     parser.add_argument("--task", default=None, help="only this task's cells")
     parser.add_argument("--limit", type=int, default=None, help="at most this many cells")
     parser.add_argument("--seconds", type=float, default=None, help="start no cell after this many seconds")
