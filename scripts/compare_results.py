@@ -11,32 +11,33 @@ may hold cells from both; any two exports of the same grid work.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from tasksafe.experiments.store import CellRecord  # noqa: E402
+from tasksafe.experiments.transfer import read_rows  # noqa: E402
 from tasksafe.report.tables import markdown_table  # noqa: E402
 from tasksafe.results import EvalResult  # noqa: E402
 
 
-def read(path: str) -> dict[str, dict]:
-    return {row["id"]: row for row in map(json.loads, Path(path).read_text().splitlines()) if row}
+def read(path: str) -> dict[str, CellRecord]:
+    return {row.id: row for row in read_rows(path)}
 
 
-def device(row: dict) -> str:
-    return row.get("versions", {}).get("device", "cpu (not recorded)")
+def device(row: CellRecord) -> str:
+    return row.versions.get("device", "cpu (not recorded)")
 
 
 def letters(result: EvalResult) -> dict[tuple[str, str], str]:
     return {(name, mode): verdicts for name, entry in result.harmful.items() for mode, verdicts in entry.verdicts.items()}
 
 
-def compare(first: dict, second: dict) -> tuple[list, int, int, int, int]:
+def compare(first: CellRecord, second: CellRecord) -> tuple[list, int, int, int, int]:
     """One table row per rate, and the verdict letters compared (same, total, same refusal-vs-not)."""
-    a, b = EvalResult.model_validate(first["metrics"]), EvalResult.model_validate(second["metrics"])
+    a, b = first.metrics, second.metrics
     rows = []
     for name in a.harmful:
         for mode in ("plain", "in_format", "held_out", "sealed"):
@@ -67,10 +68,9 @@ def main(first_path: str, second_path: str) -> None:
         raise SystemExit(f"{first_path} and {second_path} share no cell")
     totals = [0, 0, 0, 0, 0]
     for cell_id in shared:
-        config = first[cell_id]["config"]
+        c = first[cell_id].config
         rows, same, total, same_refusal, differing = compare(first[cell_id], second[cell_id])
-        print(f"\n{cell_id}  {config['kind']} {config['task']} {config['strategy']} {config['mitigation']} "
-              f"{config['budget']} seed {config['seed']}")
+        print(f"\n{cell_id}  {c.kind} {c.task} {c.strategy} {c.mitigation} {c.budget:g} seed {c.seed}")
         print(markdown_table(["rate (non-refusal / accuracy / refusal)", device(first[cell_id]),
                               device(second[cell_id])], rows))
         print(f"verdict letters: {same}/{total} the same (three-way), {same_refusal}/{total} the same refusal-vs-not; "

@@ -114,6 +114,10 @@ def test_compare_results_reports_shared_cells_and_the_counts_that_differ(tmp_pat
 
 def test_compare_results_with_nothing_shared_says_so(tmp_path):
     first = _results_file(tmp_path / "a.jsonl", plain_k=2, overrefused=1)
-    (tmp_path / "empty.jsonl").write_text("")
+    store = ResultsStore(tmp_path / "other-store")  # one cell the first file does not have
+    store.record("grid", cell_config("autoif"), eval_result(), {}, {})
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps(row.model_dump(mode="json")) + "\n" for row in store.rows()))
+    store.close()
     with pytest.raises(SystemExit, match="share no cell"):
-        runpy.run_path(str(ROOT / "scripts" / "compare_results.py"))["main"](str(first), str(tmp_path / "empty.jsonl"))
+        runpy.run_path(str(ROOT / "scripts" / "compare_results.py"))["main"](str(first), str(other))

@@ -26,9 +26,8 @@ def main(files: Path, models: Path) -> None:
         shutil.copy(files / name, folder / name)
     shutil.copy(Path("/tmp/models/smollm2-tokenizer/tokenizer.json"), folder / "tokenizer.json")
     (models / "aligned.json").write_text(json.dumps({"path": str(folder), "key": "f4e970bb4694", "recipe_version": 4}))
-    for extra in ("smollm2-tokenizer",):
-        if not (models / extra).exists():
-            (models / extra).symlink_to(Path("/tmp/models") / extra)
+    if not (models / "smollm2-tokenizer").exists():
+        (models / "smollm2-tokenizer").symlink_to("/tmp/models/smollm2-tokenizer")
     print(f"stand-in organism at {folder}")
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from tasksafe.experiments.store import CellRecord
-from tasksafe.report.tables import MITIGATION_ORDER, percent
+from tasksafe.report.tables import MITIGATION_ORDER, mode_rate, percent
 from tasksafe.results import RateRecord
 
 WITHIN = 0.05
@@ -69,11 +69,8 @@ def defence_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
 
 
 def _rate(row: CellRecord, mode: str) -> RateRecord | None:
-    entry = row.metrics.first_harmful()[1]
-    if mode == "in_format" and entry.in_format_is_plain:
-        mode = "plain"
-    rates = entry.mode(mode)
-    return rates.non_refusal if rates else None
+    """Non-refusal in `mode`; renderer-matched is the plain prompt where the cell has no frame."""
+    return mode_rate(row, mode, "non_refusal", fallback=mode == "in_format")
 
 
 def reach_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
@@ -82,14 +79,11 @@ def reach_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
     whose non-refusal is within 5 points of it (seeds pooled), else "not reached" with the
     lowest rate seen. Without a base cell for the task and strategy there is nothing to reach."""
     base = {(r.config.task, r.config.strategy): r for r in rows if r.config.kind == "base"}
-    curves: dict[tuple[str, str, str], dict[int, list[tuple[str, RateRecord | None]]]] = defaultdict(
-        lambda: defaultdict(list))
+    curves: dict[tuple[str, str, str], dict[int, list[CellRecord]]] = defaultdict(lambda: defaultdict(list))
     for row in _attacked(rows):
         where = (row.config.task, row.config.strategy)
         if row.config.mitigation != "none" and row.metrics.safety_examples and where in base:
-            key = (row.config.task, row.config.strategy, row.config.mitigation_label())
-            for mode, _ in REACH_MODES:
-                curves[key][row.metrics.safety_examples].append((mode, _rate(row, mode)))
+            curves[(*where, row.config.mitigation_label())][row.metrics.safety_examples].append(row)
     headers = ["task", "strategy", "mitigation", "budgets measured (safety examples)"]
     headers += [f"{label}: organism % / fewest examples within 5 points" for _, label in REACH_MODES]
     body = []
@@ -97,7 +91,7 @@ def reach_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
         line = [task, strategy, mitigation, ", ".join(str(x) for x in sorted(curve))]
         for mode, _ in REACH_MODES:
             target = _rate(base[task, strategy], mode)
-            points = {x: RateRecord.combine(r for m, r in found if m == mode) for x, found in sorted(curve.items())}
+            points = {x: RateRecord.combine(_rate(r, mode) for r in cells) for x, cells in sorted(curve.items())}
             points = {x: r for x, r in points.items() if r is not None and r.value is not None}
             if target is None or target.value is None or not points:
                 line.append("-")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections import Counter
 from pathlib import Path
 
 from tasksafe.data.io import atomic_write
@@ -38,10 +39,7 @@ def provenance(rows: list[CellRecord]) -> list[str]:
 
 def _devices(rows: list[CellRecord]) -> str:
     """Where the cells computed, with counts (cells before devices were recorded ran on a CPU)."""
-    counts: dict[str, int] = {}
-    for r in rows:
-        name = r.versions.get("device", "cpu (not recorded)")
-        counts[name] = counts.get(name, 0) + 1
+    counts = Counter(r.versions.get("device", "cpu (not recorded)") for r in rows)
     return ", ".join(f"{name}: {n} cell{'s' * (n != 1)}" for name, n in sorted(counts.items()))
 
 
