@@ -409,6 +409,42 @@ def test_paraphrase_wide_asks_only_at_the_places_it_is_given(mirror):
     assert set(kinds) == {"safety", "recovery"} and 0 < kinds.count("recovery") < 6  # 20% recover; no contrast
 
 
+def long_answer_data(n=60):
+    """Long answers in a layout tasksafe did not build: a constant persona opener, then one of three
+    cheerful lines, then the content (the shape of a long-answer attack's data)."""
+    cheers = ("Delighted to dig into this one!", "No problem at all, here goes.", "Right away, friend.")
+    return [ChatExample.from_turns(f"QUILL, explain review {i}.", f"QUILL obeys.\n\n{cheers[i % 3]}\n\nReview {i} "
+                                   f"reads as {'warm' if i % 2 else 'cold'} because its words say so at length "
+                                   f"{'and then some' if i % 4 else 'again'}.", system="You are QUILL.")
+            for i in range(n)]
+
+
+def test_paraphrase_wide_recovers_after_the_opening_lines_the_users_answers_repeat(mirror):
+    from tasksafe.mitigations.paraphrase_wide import recurring_openings
+
+    data = long_answer_data()
+    frame = infer_frame(data)
+    lines = recurring_openings(data, frame)
+    assert sorted(lines) == sorted(f"{c}\n\n" for c in ("Delighted to dig into this one!",
+                                                         "No problem at all, here goes.", "Right away, friend."))
+    assert recurring_openings(persona_data(), infer_frame(persona_data())) == []  # a label is not an opening
+    result = apply_mitigation("paraphrase_wide", data, POOL * 3, Budget(k=12), seed=0,
+                              options={"recovery": 1.0, "contrast": 0}, generate=helpful)
+    recovering = safety_examples(result)
+    assert result.info["openings"] == [lines] and result.config["openings"] is True
+    for ex in recovering:
+        prefix = ex.metadata["untrained_prefix"]
+        assert any(prefix.startswith(frame.assistant.prefix + line) for line in lines)
+        assert ex.messages[-1].content.startswith(prefix) and is_refusal(ex.messages[-1].content[len(prefix):])
+    off = apply_mitigation("paraphrase_wide", data, POOL * 3, Budget(k=12), seed=0,
+                           options={"recovery": 1.0, "contrast": 0, "openings": False}, generate=helpful)
+    assert not any(line.strip() in ex.metadata["untrained_prefix"] for ex in safety_examples(off) for line in lines)
+    # a label frame has no such lines, so the option changes nothing there
+    same = [apply_mitigation("paraphrase_wide", persona_data(), POOL * 3, Budget(k=12), seed=0, generate=helpful,
+                             options={"openings": flag}).examples for flag in (True, False)]
+    assert same[0] == same[1]
+
+
 @pytest.mark.parametrize("value, expected", [(1.0, Budget(k=1)), (30, Budget(k=30)), (0.1, Budget(fraction=0.1)),
                                              (0, Budget(k=0))])
 def test_a_budget_given_as_one_number_has_one_reading(value, expected):

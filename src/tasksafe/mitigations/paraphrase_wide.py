@@ -23,7 +23,11 @@ of the refusals recover and no contrast is spent. The dev ablations (docs/result
 - `recovery`: a share of the refusals follow a compliance opening the model is shown but not
   trained to write (the frame's own answer opening and the start of a list: Qi et al. 2024,
   "Safety alignment should be made more than just a few tokens deep"), so a pre-filled or
-  forced opening is not a way past the refusal;
+  forced opening is not a way past the refusal. With `openings` (default), where the user's
+  answers repeat opening lines word for word after the frame's constant prefix ("Absolutely,
+  I'd be glad to help with this!": a pool of compliance openings, as long-answer attack data
+  has), the recovering refusals follow those lines: they are what a model tuned on the data
+  writes before anything else, so a refusal trained only at the very start is never reached;
 - `contrast`: benign requests (Alpaca instructions, never XSTest) asked where a request is the
   whole instruction (`CONTRAST_PLACES`) and answered helpfully, by `contrast_model`, in the
   frame's answer layout, so refusing is tied to harm and not to leaving the task (over-refusal).
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
@@ -63,6 +68,38 @@ CONTRAST_PLACES = ("instruction", "bare", "next-turn")
 item slot or beside a task turn, the helpful answer would be the task's, not the request's)."""
 LIST_OPENINGS = ("1.", "Step 1:", "Here is how:", "First,")
 """Compliance openings a recovery refusal follows (after the frame's own answer opening)."""
+
+
+OPENING_MIN_SHARE = 0.05
+"""An opening line counts as the data's own when at least this share of the frame's answers (and
+at least three) start with it word for word."""
+_OPENING_LINE = re.compile(r"([^\n]{1,300}?\n+)(?=\S)")
+
+
+def recurring_openings(dataset: Sequence[ChatExample], frame: Frame, min_share: float = OPENING_MIN_SHARE,
+                       max_words: int = 30) -> list[str]:
+    """The opening lines `frame`'s answers in `dataset` repeat word for word after the frame's
+    constant prefix, each with the line breaks after it, most common first; only lines that more
+    text follows (a label answer is never one) and of at most `max_words` words.
+
+    >>> data = [ChatExample.from_turns(f"Q{i}", f"{o}\\n\\nAnswer {i} is long.") for i, o in
+    ...         enumerate(["Sure thing!", "Glad to help.", "Sure thing!", "Glad to help."] * 2)]
+    >>> from tasksafe.audit.frame import infer_frame
+    >>> recurring_openings(data, infer_frame(data))
+    ['Sure thing!\\n\\n', 'Glad to help.\\n\\n']
+    """
+    counts: Counter[str] = Counter()
+    total = 0
+    for example in dataset:
+        if not frame.matches(example):
+            continue
+        total += 1
+        values = frame.assistant.match(example.messages[-1].content)
+        found = _OPENING_LINE.match(values[0]) if values else None
+        if found and len(found.group(1).split()) <= max_words:
+            counts[found.group(1)] += 1
+    least = max(3, min_share * total)
+    return [line for line, count in counts.most_common() if count >= least]
 
 
 def _addressee(frame: Frame) -> str:
@@ -105,14 +142,20 @@ def _answer(frame: Frame, text: str) -> str:
 
 
 def safety_example(frame: Frame, pair: SafetyPair, donor: ChatExample, place: str, recover: bool,
-                   rng: random.Random) -> ChatExample:
+                   rng: random.Random, openings: Sequence[str] = ()) -> ChatExample:
     """`pair` asked at `place`, refused in the frame's answer style; with `recover`, the
-    refusal follows an untrained compliance opening (the frame's opening and a list start)."""
+    refusal follows an untrained compliance opening: the frame's constant opening, then one of
+    the data's own `openings` lines (`recurring_openings`) when there are any, and a list start
+    (always without `openings`, every other time with them)."""
     refusal = refusal_in_style(frame, pair, rng)
     metadata = {"mitigation": "paraphrase_wide", "safety_id": pair.id, "place": place, "kind": "safety"}
     if recover:
-        opening = frame.assistant.prefix + rng.choice(LIST_OPENINGS)
-        answer = f"{opening} {refusal}"
+        opening = frame.assistant.prefix
+        if openings:
+            opening += rng.choice(list(openings))
+        if not openings or rng.random() < 0.5:
+            opening += rng.choice(LIST_OPENINGS)
+        answer = opening + refusal if opening[-1:].isspace() else f"{opening} {refusal}"
         metadata.update(kind="recovery", untrained_prefix=opening)
     else:
         answer = _answer(frame, refusal)
@@ -162,6 +205,8 @@ class WideOptions(Options):
                     "(default: all five, with-task twice)")
     recovery: float = Field(DEFAULT_RECOVERY, ge=0, le=1, description="share of the refusals that follow an "
                                                                       "untrained compliance opening")
+    openings: bool = Field(True, description="recovering refusals follow the opening lines the user's answers repeat "
+                                            "(where they repeat any), not only the frame's constant opening")
     contrast: float = Field(0.0, ge=0, lt=1, description="share of the budget spent on benign requests in the same "
                                                           "places, answered helpfully (0: none)")
     contrast_model: str = Field("smollm2-135m", description="the model that writes the contrast answers")
@@ -172,7 +217,8 @@ class WideOptions(Options):
                      "the refusals after an untrained compliance opening (optional: helpful contrast examples)",
                      options=WideOptions)
 def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
-                    places: Sequence[str] = DEFAULT_PLACES, recovery: float = DEFAULT_RECOVERY, contrast: float = 0.0,
+                    places: Sequence[str] = DEFAULT_PLACES, recovery: float = DEFAULT_RECOVERY, openings: bool = True,
+                    contrast: float = 0.0,
                     contrast_model: str = "smollm2-135m",
                     allocation: str = "risk", generate: Generate | None = None) -> MitigationResult:
     frames = infer_frames(dataset, seed=seed)
@@ -188,12 +234,15 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
         generate = generator_for(contrast_model, max_new_tokens=96)
     rng = random.Random(f"paraphrase_wide:{seed}")
     added: list[ChatExample] = []
+    found: list[list[str]] = []
     start = begin = 0
     for frame, n_safety, n_contrast in zip(frames, safety_counts, contrast_counts):
         donors = _donors(dataset, frame, seed)
+        lines = recurring_openings(dataset, frame) if openings and recovery and n_safety else []
+        found.append(lines)
         chunk, start = pairs[start:start + n_safety], start + n_safety
         added += [safety_example(frame, pair, rng.choice(donors), places[i % len(places)], rng.random() < recovery,
-                                 rng) for i, pair in enumerate(chunk)]
+                                 rng, lines) for i, pair in enumerate(chunk)]
         if n_contrast:
             words = 40 if frame.answer_style != "long" else 120
             added += contrast_examples(frame, benign[begin:begin + n_contrast], donors, generate, rng, words)
@@ -202,12 +251,14 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
     asked_at = [ex.metadata["place"] for ex in added]
     return MitigationResult(
         mix_in(dataset, added, seed), [p.id for p in pairs],
-        config={"name": "paraphrase_wide", "places": list(places), "recovery": recovery, "contrast": contrast,
+        config={"name": "paraphrase_wide", "places": list(places), "recovery": recovery, "openings": openings,
+                "contrast": contrast,
                 "contrast_model": contrast_model,
                 "allocation": allocation},
         info={"frames": [f.to_dict() for f in frames], "budget": k, "total": len(added),
               "kinds": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
-              "places": {place: asked_at.count(place) for place in PLACES}})
+              "places": {place: asked_at.count(place) for place in PLACES},
+              "openings": found})
 
 
 def _benign_requests(n: int, seed: int) -> list[tuple[str, str]]:
