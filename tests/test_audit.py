@@ -103,6 +103,16 @@ def test_protect_cli_writes_the_training_set_and_its_sidecar(mirror, tmp_path):
     assert result.exit_code == 0 and meta["inference_hook"]["system_prompt"]
 
 
+def test_protect_list_names_every_registered_mitigation_with_its_options():
+    from tasksafe.mitigations import MITIGATIONS
+
+    result = CliRunner().invoke(cli, ["protect", "--list"])
+    assert result.exit_code == 0
+    listed = {line.split()[0] for line in result.output.splitlines() if line and not line[0].isspace()}
+    assert listed == set(MITIGATIONS) and "paraphrase_wide" in listed
+    assert "openings=True" in result.output and "recovery=0.2" in result.output
+
+
 def test_protect_cli_needs_a_budget(mirror, tmp_path):
     source = tmp_path / "user.jsonl"
     write_chat_jsonl(source, build_dataset("sst2", "benign", n=10, seed=0))

@@ -23,7 +23,8 @@ def parse_options(items: tuple[str, ...]) -> dict[str, str]:
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
 @click.option("--mitigation", default="paraphrase", show_default=True,
-              help="none, mix, bea, ptst, paraphrase or safelora (`tasksafe protect --list` shows their options).")
+              help="A registered mitigation: `tasksafe protect --list` names them all with their options (e.g. mix, "
+                   "paraphrase, paraphrase_wide, bea, ptst, safelora).")
 @click.option("--k", type=AT_LEAST_ZERO, default=None, help="Number of safety examples to add.")
 @click.option("--fraction", type=click.FloatRange(0, 1), default=None,
               help="Safety examples as a fraction of the user dataset.")
