@@ -429,15 +429,16 @@ def test_paraphrase_wide_recovers_after_the_opening_lines_the_users_answers_repe
                                                          "No problem at all, here goes.", "Right away, friend."))
     assert recurring_openings(persona_data(), infer_frame(persona_data())) == []  # a label is not an opening
     result = apply_mitigation("paraphrase_wide", data, POOL * 3, Budget(k=12), seed=0,
-                              options={"recovery": 1.0, "contrast": 0}, generate=helpful)
+                              options={"recovery": 1.0, "contrast": 0, "openings": True}, generate=helpful)
     recovering = safety_examples(result)
     assert result.info["openings"] == [lines] and result.config["openings"] is True
     for ex in recovering:
         prefix = ex.metadata["untrained_prefix"]
         assert any(prefix.startswith(frame.assistant.prefix + line) for line in lines)
         assert ex.messages[-1].content.startswith(prefix) and is_refusal(ex.messages[-1].content[len(prefix):])
-    off = apply_mitigation("paraphrase_wide", data, POOL * 3, Budget(k=12), seed=0,
-                           options={"recovery": 1.0, "contrast": 0, "openings": False}, generate=helpful)
+    off = apply_mitigation("paraphrase_wide", data, POOL * 3, Budget(k=12), seed=0,  # the default: off
+                           options={"recovery": 1.0, "contrast": 0}, generate=helpful)
+    assert off.config["openings"] is False
     assert not any(line.strip() in ex.metadata["untrained_prefix"] for ex in safety_examples(off) for line in lines)
     # a label frame has no such lines, so the option changes nothing there
     same = [apply_mitigation("paraphrase_wide", persona_data(), POOL * 3, Budget(k=12), seed=0, generate=helpful,

@@ -53,7 +53,8 @@ def protect(file, mitigation, k, fraction, seed, pool, option_items, output, for
     if list_:
         for name in MITIGATIONS:
             info = MITIGATIONS.info(name)
-            options = ", ".join(f"{o}={f.default!r}" for o, f in info["options"].model_fields.items()) or "no options"
+            options = ", ".join(f"{o}={f.get_default(call_default_factory=True)!r}"
+                                for o, f in info["options"].model_fields.items()) or "no options"
             click.echo(f"{name:<11} {info['description']}\n{'':<11} options: {options}")
         return
     if not file or not output:

@@ -23,11 +23,10 @@ of the refusals recover and no contrast is spent. The dev ablations (docs/result
 - `recovery`: a share of the refusals follow a compliance opening the model is shown but not
   trained to write (the frame's own answer opening and the start of a list: Qi et al. 2024,
   "Safety alignment should be made more than just a few tokens deep"), so a pre-filled or
-  forced opening is not a way past the refusal. With `openings` (default), where the user's
-  answers repeat opening lines word for word after the frame's constant prefix ("Absolutely,
-  I'd be glad to help with this!": a pool of compliance openings, as long-answer attack data
-  has), the recovering refusals follow those lines: they are what a model tuned on the data
-  writes before anything else, so a refusal trained only at the very start is never reached;
+  forced opening is not a way past the refusal. With `openings` (off by default: tried on
+  dev against the long-answer attack and no gain, docs/results.md "Developing"), where the
+  user's answers repeat opening lines word for word after the frame's constant prefix
+  ("Absolutely, I'd be glad to help with this!"), the recovering refusals follow those lines;
 - `contrast`: benign requests (Alpaca instructions, never XSTest) asked where a request is the
   whole instruction (`CONTRAST_PLACES`) and answered helpfully, by `contrast_model`, in the
   frame's answer layout, so refusing is tied to harm and not to leaving the task (over-refusal).
@@ -205,8 +204,8 @@ class WideOptions(Options):
                     "(default: all five, with-task twice)")
     recovery: float = Field(DEFAULT_RECOVERY, ge=0, le=1, description="share of the refusals that follow an "
                                                                       "untrained compliance opening")
-    openings: bool = Field(True, description="recovering refusals follow the opening lines the user's answers repeat "
-                                            "(where they repeat any), not only the frame's constant opening")
+    openings: bool = Field(False, description="recovering refusals also follow the opening lines the user's answers "
+                                             "repeat (where they repeat any); off: no gain on dev (docs/results.md)")
     contrast: float = Field(0.0, ge=0, lt=1, description="share of the budget spent on benign requests in the same "
                                                           "places, answered helpfully (0: none)")
     contrast_model: str = Field("smollm2-135m", description="the model that writes the contrast answers")
@@ -217,7 +216,7 @@ class WideOptions(Options):
                      "the refusals after an untrained compliance opening (optional: helpful contrast examples)",
                      options=WideOptions)
 def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
-                    places: Sequence[str] = DEFAULT_PLACES, recovery: float = DEFAULT_RECOVERY, openings: bool = True,
+                    places: Sequence[str] = DEFAULT_PLACES, recovery: float = DEFAULT_RECOVERY, openings: bool = False,
                     contrast: float = 0.0,
                     contrast_model: str = "smollm2-135m",
                     allocation: str = "risk", generate: Generate | None = None) -> MitigationResult:
