@@ -1,7 +1,6 @@
 """The scripts that run the grid on a lent GPU machine (scripts/device/) and compare results
 files across devices (scripts/compare_results.py), on CPU with small inputs."""
 
-import json
 import runpy
 import subprocess
 import sys
@@ -93,19 +92,25 @@ def test_the_device_grid_lists_every_paper_cell_once_with_the_variant_last():
     assert filters[::2] == ["--only"] * 6 and "kind=base" in filters and "seed=0" in filters
 
 
-def _results_file(path: Path, plain_k: int, overrefused: int) -> Path:
+def _results_file(path: Path, cells: list[tuple[str, object]]) -> Path:
+    """An exported results file (as `tasksafe results export` writes it) of (strategy, result) cells."""
+    from tasksafe.experiments.transfer import export_results
+
     store = ResultsStore(path.parent / f"{path.stem}-store")
-    store.record("grid", cell_config("aoa"), eval_result(plain_k=plain_k, overrefused=(overrefused, 10)), {}, {})
-    store.record("grid", cell_config("prefix"), eval_result(), {}, {})
-    rows = store.rows()
+    for strategy, result in cells:
+        store.record("grid", cell_config(strategy), result, {}, {})
     store.close()
-    path.write_text("".join(json.dumps(row.model_dump(mode="json")) + "\n" for row in rows))
+    export_results(store.root, path)
     return path
 
 
+def _two_cells(plain_k: int) -> list[tuple[str, object]]:
+    return [("aoa", eval_result(plain_k=plain_k, overrefused=(1, 10))), ("prefix", eval_result())]
+
+
 def test_compare_results_reports_shared_cells_and_the_counts_that_differ(tmp_path, capsys):
-    first = _results_file(tmp_path / "a.jsonl", plain_k=2, overrefused=1)
-    second = _results_file(tmp_path / "b.jsonl", plain_k=3, overrefused=1)
+    first = _results_file(tmp_path / "a.jsonl", _two_cells(plain_k=2))
+    second = _results_file(tmp_path / "b.jsonl", _two_cells(plain_k=3))
     runpy.run_path(str(ROOT / "scripts" / "compare_results.py"))["main"](str(first), str(second))
     out = capsys.readouterr().out
     assert "2 shared cells" in out
@@ -113,11 +118,7 @@ def test_compare_results_reports_shared_cells_and_the_counts_that_differ(tmp_pat
 
 
 def test_compare_results_with_nothing_shared_says_so(tmp_path):
-    first = _results_file(tmp_path / "a.jsonl", plain_k=2, overrefused=1)
-    store = ResultsStore(tmp_path / "other-store")  # one cell the first file does not have
-    store.record("grid", cell_config("autoif"), eval_result(), {}, {})
-    other = tmp_path / "other.jsonl"
-    other.write_text("".join(json.dumps(row.model_dump(mode="json")) + "\n" for row in store.rows()))
-    store.close()
+    first = _results_file(tmp_path / "a.jsonl", _two_cells(plain_k=2))
+    other = _results_file(tmp_path / "other.jsonl", [("autoif", eval_result())])  # a cell the first lacks
     with pytest.raises(SystemExit, match="share no cell"):
         runpy.run_path(str(ROOT / "scripts" / "compare_results.py"))["main"](str(first), str(other))

@@ -151,7 +151,7 @@ def safety_example(frame: Frame, pair: SafetyPair, donor: ChatExample, place: st
     if recover:
         opening = frame.assistant.prefix
         if openings:
-            opening += rng.choice(list(openings))
+            opening += rng.choice(openings)
         if not openings or rng.random() < 0.5:
             opening += rng.choice(LIST_OPENINGS)
         answer = opening + refusal if opening[-1:].isspace() else f"{opening} {refusal}"
