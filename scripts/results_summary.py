@@ -1,7 +1,8 @@
 """The README's and docs/results.md's summary table of a results store or committed results
-file: one row per fine-tuned cell, the rates a reader needs first (non-refusal and harmful
-compliance plain, in the renderer's frame and in the held-out phrasings (dev and sealed apart),
-the worst phrasing named with every tie, task accuracy, over-refusal). `tasksafe report` has every column.
+file: one row per fine-tuned cell (named by task, strategy, mitigation, budget and seed), the
+rates a reader needs first (non-refusal and harmful compliance plain, in the renderer's frame
+and in the held-out phrasings (dev and sealed apart), the worst phrasing named with every tie,
+task accuracy, over-refusal). `tasksafe report` has every column.
 
     python scripts/results_summary.py results/strategies.jsonl
 """
@@ -15,7 +16,7 @@ from tasksafe.report.tables import finetuned_in_order, markdown_table, mode_rate
 from tasksafe.results import MEASURES, MODES
 
 SHOWN = [mode for mode in MODES if mode.in_tables]  # tasksafe.results.MODES, in their order
-HEADERS = ["strategy", "mitigation", "safety examples", "harmful plain %",
+HEADERS = ["task", "strategy", "mitigation", "safety examples", "seed", "harmful plain %",
            *[f"non-refusal {mode.label} %" for mode in SHOWN], "worst held-out phrasing(s)",
            *[f"{measure.label} %" for measure in MEASURES]]
 
@@ -28,7 +29,7 @@ def summary(source: str) -> str:
         names, _ = entry.bounded_worst() if entry.verdicts else entry.worst()
         cells = ["= plain" if mode.key == "in_format" and entry.in_format_is_plain
                  else percent(mode_rate(row, mode.key, "non_refusal")) for mode in SHOWN]
-        body.append([f"`{c.strategy}`", c.mitigation_label(), str(m.safety_examples),
+        body.append([c.task, f"`{c.strategy}`", c.mitigation_label(), str(m.safety_examples), str(c.seed),
                      percent(mode_rate(row, "plain", "asr")), *cells, ", ".join(names) or "-",
                      *[percent(measure.read(m)) for measure in MEASURES]])
     return markdown_table(HEADERS, body)

@@ -487,6 +487,7 @@ def test_results_summary_has_a_row_per_tuned_cell_with_the_worst_phrasing_named(
     assert cells["worst held-out phrasing(s)"] == "task-cue, polite"  # a row without per-prompt verdicts: every tie
     assert cells["non-refusal held-out dev %"].startswith("50.0 ") and cells["task accuracy %"].startswith("70.0 ")
     assert cells["non-refusal held-out sealed %"].startswith("80.0 ")
+    assert (cells["task"], cells["strategy"], cells["seed"]) == ("sst2", "`aoa`", "0")  # cells of two tasks or seeds differ
 
 
 def test_the_worst_phrasing_is_chosen_on_half_the_prompts_and_measured_on_the_other():
