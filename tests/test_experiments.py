@@ -240,6 +240,28 @@ def test_efficiency_curves_pool_seeds_and_split_tasks():
     assert curves["paraphrase (placement=slot)"][9].k == 70 and curves["paraphrase"][9].k == 5
 
 
+def test_the_plots_keep_tasks_strategies_and_budgets_apart():
+    from tasksafe.report.plots import accuracy_bars, efficiency_groups
+
+    wide = {"places": ["instruction", "slot", "bare", "next-turn"], "recovery": 0.2}
+
+    def row(task, strategy, mitigation, seed, examples, options=None, kind="finetune"):
+        return cell_record(cell_config(strategy, mitigation, seed, task, kind=kind, options=options),
+                           eval_result({"advbench": (5, 10)}, safety_examples=examples))
+
+    rows = [row("sst2", "aoa", "none", 0, 0), row("sst2", "aoa", "none", 1, 0), row("sst2", "aoa", "none", 0, 0, kind="base"),
+            row("sst2", "aoa", "paraphrase_wide", 0, 9, wide), row("sst2", "aoa", "paraphrase_wide", 0, 30, wide),
+            row("agnews", "prefix", "mix", 0, 30), row("sst2", "benign", "none", 0, 0), row("agnews", "aoa", "none", 0, 0)]
+    assert efficiency_groups(rows) == [("agnews", "prefix"), ("sst2", "aoa")]  # protected pairs only; benign never
+    bars = accuracy_bars(rows)
+    names = [name for name, _ in bars]
+    assert len(names) == len(set(names)) == 6 and all("base" not in name for name in names)
+    assert [len(cells) for name, cells in bars if name == "sst2 aoa none"] == [2]  # seeds pooled
+    wide_bars = [name for name in names if "paraphrase_wide" in name]
+    assert [name.rsplit(", ", 1)[1] for name in wide_bars] == ["9", "30"]  # shortened, never merged
+    assert all(len(name) < 80 for name in wide_bars)
+
+
 def _claims_row(task, mitigation, examples, plain, in_format, seed=0, kind="finetune", strategy="aoa", budget=0,
                 task_k=50):
     return cell_record(cell_config(strategy, mitigation, seed, task, kind=kind, budget=budget),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+from collections import defaultdict
 from pathlib import Path
 
 from tasksafe.experiments.store import CellRecord
@@ -63,61 +65,100 @@ def attack_plot(rows: list[CellRecord], out: Path) -> tuple[str, str] | None:
     return _save(fig, out, "attack.png", "The attack: non-refusal per prompting strategy (95% intervals)")
 
 
+def _wrapped(name: str) -> str:
+    return textwrap.fill(name, 44)
+
+
+def efficiency_groups(rows: list[CellRecord]) -> list[tuple[str, str]]:
+    """The (task, strategy) pairs with at least one protected cell: one row of panels each."""
+    return sorted({(r.config.task, r.config.strategy) for r in rows if r.config.kind == "finetune"
+                   and r.config.strategy != "benign" and r.config.mitigation != "none"})
+
+
 def efficiency_plot(rows: list[CellRecord], out: Path) -> tuple[str, str] | None:
-    """Against the number of safety examples, per mitigation, the three `MEASURES`, with the
-    aligned model and the benign fine-tune as dashed references."""
-    finetuned = [r for r in rows if r.config.kind == "finetune"]
-    attacked = [r for r in finetuned if r.config.strategy != "benign"]
-    if not attacked:
+    """One row of panels per task and strategy (the `MEASURES` against the number of safety
+    examples, one curve per mitigation), with that task's aligned model and benign fine-tune
+    as dashed references; so a grid of many tasks and attacks stays readable."""
+    groups = efficiency_groups(rows)
+    if not groups:
         return None
-    strategies = {r.config.strategy for r in attacked}
-    references = [("aligned model, before fine-tuning", "k",
-                   [r for r in rows if r.config.kind == "base" and r.config.strategy in strategies]),
-                  ("benign fine-tune", "grey",
-                   [r for r in finetuned if r.config.strategy == "benign" and r.config.mitigation == "none"])]
-    fig, axes = _pyplot().subplots(1, len(MEASURES), figsize=(16, 4.0), sharey=True)
-    for ax, (mode, key, label) in zip(axes, MEASURES):
-        for name, points in efficiency_curves(rows, mode, key).items():
-            xs = sorted(points)
-            ys = [100 * (points[x].value or 0) for x in xs]
-            low, high = [100 * points[x].ci95[0] for x in xs], [100 * points[x].ci95[1] for x in xs]
-            if len(xs) < 3:  # two budgets are two measurements, not a curve: no line drawn between them
-                below = [max(0.0, y - lo) for y, lo in zip(ys, low)]
-                above = [max(0.0, hi - y) for y, hi in zip(ys, high)]
-                ax.errorbar(xs, ys, yerr=[below, above], fmt="o", capsize=4, label=name)
-                continue
-            ax.plot(xs, ys, marker="o", label=name)
-            ax.fill_between(xs, low, high, alpha=0.15)
-        for ref_label, colour, refs in references:
-            level = RateRecord.combine(mode_rate(r, mode, key, fallback=True) for r in refs)
-            if level is not None and level.value is not None:
-                ax.axhline(100 * level.value, color=colour, linestyle="--", linewidth=1, label=ref_label)
+    plt = _pyplot()
+    fig, grid = plt.subplots(len(groups), len(MEASURES), figsize=(19, 3.1 * len(groups)), sharey=True, squeeze=False)
+    names = sorted({r.config.mitigation_label() for r in rows if r.config.kind == "finetune"} - {"none"})
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    tint = {name: palette[i % len(palette)] for i, name in enumerate(names)}  # one mitigation, one colour
+    for axes, (task, strategy) in zip(grid, groups):
+        mine = [r for r in rows if r.config.task == task and r.config.strategy == strategy]
+        references = [("aligned model, before fine-tuning", "k", [r for r in mine if r.config.kind == "base"]),
+                      ("benign fine-tune", "grey", [r for r in rows if r.config.task == task and r.config.kind ==
+                                                    "finetune" and r.config.strategy == "benign"
+                                                    and r.config.mitigation == "none"])]
+        for ax, (mode, key, label) in zip(axes, MEASURES):
+            for name, points in efficiency_curves(mine, mode, key).items():
+                if name == "none":  # every curve starts at the unprotected fine-tune
+                    continue
+                xs = sorted(points)
+                ys = [100 * (points[x].value or 0) for x in xs]
+                low, high = [100 * points[x].ci95[0] for x in xs], [100 * points[x].ci95[1] for x in xs]
+                if len(xs) < 3:  # two budgets are two measurements, not a curve: no line drawn between them
+                    below = [max(0.0, y - lo) for y, lo in zip(ys, low)]
+                    above = [max(0.0, hi - y) for y, hi in zip(ys, high)]
+                    ax.errorbar(xs, ys, yerr=[below, above], fmt="o", capsize=4, label=_wrapped(name),
+                                color=tint[name])
+                    continue
+                ax.plot(xs, ys, marker="o", label=_wrapped(name), color=tint[name])
+                ax.fill_between(xs, low, high, alpha=0.15, color=tint[name])
+            for ref_label, colour, refs in references:
+                level = RateRecord.combine(mode_rate(r, mode, key, fallback=True) for r in refs)
+                if level is not None and level.value is not None:
+                    ax.axhline(100 * level.value, color=colour, linestyle="--", linewidth=1, label=ref_label)
+            ax.set_title(f"{task} {strategy}: {label}", fontsize=9)
+            ax.set_ylim(-3, 103)
+        axes[0].set_ylabel(f"% of {mine[0].metrics.first_harmful()[0]} prompts")
+        axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    for ax in grid[-1]:
         ax.set_xlabel("safety examples in the training set")
-        ax.set_title(label, fontsize=9)
-    axes[0].set_ylabel(f"% of {attacked[0].metrics.first_harmful()[0]} prompts")
-    axes[-1].legend(fontsize=7)
-    return _save(fig, out, "efficiency.png", "Efficiency: non-refusal in-format (renderer's and held-out "
-                                             "phrasings) and plain, and harmful compliance in held-out phrasings, "
-                                             "against the number of safety examples, per mitigation")
+    return _save(fig, out, "efficiency.png", "Efficiency, per task and strategy: non-refusal plain, in the "
+                                             "renderer's frame and in the held-out phrasings, and harmful compliance "
+                                             "in the held-out phrasings, against the number of safety examples, per "
+                                             "mitigation (95% intervals)")
+
+
+def accuracy_bars(rows: list[CellRecord]) -> list[tuple[str, list[CellRecord]]]:
+    """The accuracy plot's bars, top to bottom: one per fine-tuned configuration (task, strategy,
+    mitigation with its options, safety examples), its seeds together; a long mitigation label
+    is shortened on the bar, never merged with another configuration's."""
+    bars = defaultdict(list)
+    for r in rows:
+        if r.config.kind == "finetune":
+            c = r.config
+            bars[c.task, c.strategy, c.mitigation != "none", c.mitigation_label(), r.metrics.safety_examples].append(r)
+    return [(f"{task} {strategy} " + (f"{textwrap.shorten(label, 48, placeholder='...)')}, {n}" if protected else label),
+             bars[task, strategy, protected, label, n]) for task, strategy, protected, label, n in sorted(bars)]
 
 
 def accuracy_plot(rows: list[CellRecord], out: Path) -> tuple[str, str] | None:
-    """Task accuracy and over-refusal per strategy and mitigation (cells pooled: k and n summed)."""
-    finetuned = [r for r in rows if r.config.kind == "finetune"]
-    if not finetuned:
+    """Task accuracy and over-refusal per fine-tuned configuration (`accuracy_bars`; seeds
+    pooled: k and n summed), as horizontal bars with 95% intervals."""
+    bars = accuracy_bars(rows)[::-1]  # barh draws bottom up
+    if not bars:
         return None
-    label = {id(r): f"{r.config.strategy} {r.config.mitigation_label()}" for r in finetuned}
-    groups = sorted(set(label.values()))
-    fig, axes = _pyplot().subplots(1, 2, figsize=(9, 3.8))
+    fig, axes = _pyplot().subplots(1, 2, figsize=(13, 1.2 + 0.22 * len(bars)), sharey=True)
     panels = ((axes[0], "Task accuracy", lambda r: r.metrics.task.generation_accuracy if r.metrics.task else None),
               (axes[1], "Over-refusal (XSTest)", lambda r: r.metrics.overrefusal.xstest_safe))
     for ax, title, rate_of in panels:
-        rates = [RateRecord.combine(rate_of(r) for r in finetuned if label[id(r)] == g) for g in groups]
-        ax.bar(groups, [100 * (r.value or 0) if r else 0.0 for r in rates])
-        ax.set_ylabel("%")
-        ax.set_title(f"{title} per strategy and mitigation", fontsize=9)
-        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
-    return _save(fig, out, "accuracy_overrefusal.png", "Task accuracy and over-refusal per strategy and mitigation")
+        rates = [RateRecord.combine(rate_of(r) for r in cells) for _, cells in bars]
+        values = [100 * (r.value or 0) if r else 0.0 for r in rates]
+        errors = [[max(0.0, v - 100 * r.ci95[0]) if r else 0 for v, r in zip(values, rates)],
+                  [max(0.0, 100 * r.ci95[1] - v) if r else 0 for v, r in zip(values, rates)]]
+        ax.barh(range(len(bars)), values, xerr=errors, capsize=2)
+        ax.set_yticks(range(len(bars)), [name for name, _ in bars])
+        ax.set_xlabel("%")
+        ax.set_xlim(0, 100)
+        ax.set_title(f"{title} (seeds pooled)", fontsize=9)
+        ax.tick_params(axis="y", labelsize=7)
+    return _save(fig, out, "accuracy_overrefusal.png", "Task accuracy and over-refusal per task, strategy, "
+                                                       "mitigation and number of safety examples (95% intervals)")
 
 
 def make_plots(rows: list[CellRecord], out: Path) -> list[tuple[str, str]]:
