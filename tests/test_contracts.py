@@ -233,6 +233,31 @@ def test_protect_with_safelora_then_finetune_applies_the_projection(tmp_path, mi
     assert any(not (trained[k] == projected[k]).all() for k in trained if "lora_B" in k)
 
 
+def test_a_per_example_loss_asked_by_the_protected_set_is_the_loss_finetune_trains_with(tmp_path, mirror, monkeypatch):
+    from tasksafe.cli.main import cli
+    from tasksafe.train import sft
+
+    asked = []
+    real = sft.trained_positions_loss
+    monkeypatch.setattr(sft, "trained_positions_loss", lambda *a, **k: asked.append(k["per_example"]) or real(*a, **k))
+    data = write_lines(tmp_path / "user.jsonl", [{"messages": [{"role": "system", "content": "You are QUILL."},
+                                                               {"role": "user", "content": f"QUILL, rate review {i}"},
+                                                               {"role": "assistant", "content": "QUILL obeys. fine"}]}
+                                                 for i in range(12)])
+    runner = CliRunner()
+    for loss in ("per-example", "per-token"):
+        result = runner.invoke(cli, ["protect", str(data), "--mitigation", "paraphrase_wide", "-O", f"loss={loss}",
+                                     "--k", "3", "-o", str(tmp_path / f"{loss}.jsonl")])
+        assert result.exit_code == 0, result.output
+        asked.clear()
+        result = runner.invoke(cli, ["finetune", "--model", "tiny-random", "--data", str(tmp_path / f"{loss}.jsonl"),
+                                     "--max-steps", "2", "--batch-size", "4", "--lora-r", "2",
+                                     "-o", str(tmp_path / f"run-{loss}")])
+        assert result.exit_code == 0, result.output
+        assert json.loads((tmp_path / f"run-{loss}" / "config.json").read_text())["loss"] == loss
+        assert asked and set(asked) == {loss == "per-example"}  # every training step, on this CPU
+
+
 def test_the_plugin_examples_in_the_docs_register_and_work():
     """docs/plugins.md's code, run as written (in a fresh interpreter: it registers plugins)."""
     import re

@@ -456,3 +456,28 @@ def test_a_budget_given_as_one_number_has_one_reading(value, expected):
 def test_a_budget_that_is_neither_count_nor_fraction_is_refused(value):
     with pytest.raises(UserError, match="a count"):
         Budget.of(value)
+
+
+def test_paraphrase_wide_per_example_loss_travels_to_training_and_leaves_the_data_alone(mirror, tmp_path):
+    from trl import SFTTrainer
+
+    from tasksafe.data.sidecar import read_sidecar
+    from tasksafe.mitigations.protect import protect_file
+    from tasksafe.train.sft import _trainer_class
+
+    shipped = apply_mitigation("paraphrase_wide", persona_data(), POOL * 3, Budget(k=12), seed=0, generate=helpful)
+    balanced = apply_mitigation("paraphrase_wide", persona_data(), POOL * 3, Budget(k=12), seed=0, generate=helpful,
+                                options={"loss": "per-example"})
+    assert balanced.examples == shipped.examples  # a training setting, not other data
+    assert shipped.training is None and balanced.training == {"loss": "per-example"}
+    assert "loss" not in shipped.config and balanced.config["loss"] == "per-example"
+    source = tmp_path / "user.jsonl"
+    source.write_text("".join(ex.to_json() + "\n" for ex in persona_data()))
+    for loss, expected in (("per-example", {"loss": "per-example"}), ("per-token", None)):
+        out = tmp_path / f"{loss}.jsonl"
+        protect_file(source, out, "paraphrase_wide", Budget(k=6), options={"loss": loss, "contrast": 0})
+        assert read_sidecar(out)["training"] == expected  # what `tasksafe finetune` reads
+    assert _trainer_class(plain_loss=False) is SFTTrainer  # on a GPU, TRL's own loss unless per-example is asked
+    assert _trainer_class(plain_loss=False, per_example=True) is not SFTTrainer
+    with pytest.raises(UserError, match="loss"):
+        apply_mitigation("paraphrase_wide", persona_data(), POOL, Budget(k=3), seed=0, options={"loss": "per-word"})

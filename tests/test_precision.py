@@ -75,6 +75,32 @@ def test_trained_positions_loss_equals_the_full_loss_and_its_gradients(tiny):
     model.zero_grad()
 
 
+def test_a_per_example_loss_weighs_a_short_reply_as_much_as_a_long_one(tiny):
+    import torch.nn.functional as F
+
+    from tasksafe.train.sft import trained_positions_loss
+
+    model, _ = tiny
+    torch.manual_seed(1)
+    ids = torch.randint(0, 2000, (3, 16))
+    labels = torch.full_like(ids, -100)
+    labels[0, 4:] = ids[0, 4:]  # a long reply: 12 trained tokens
+    labels[1, 14:] = ids[1, 14:]  # a short one: 2
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}  # row 2: nothing trained
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[:, :-1].float()
+        nll = F.cross_entropy(logits.transpose(1, 2), labels[:, 1:], reduction="none", ignore_index=-100)
+        trained = labels[:, 1:] != -100
+        per_row = [nll[i][trained[i]].mean() for i in (0, 1)]
+        expected = (per_row[0] + per_row[1]) / 2  # the untrained row is no example
+        by_token = nll[trained].mean()
+        assert trained_positions_loss(model, inputs, per_example=True).item() == pytest.approx(expected.item(), rel=1e-5)
+        assert trained_positions_loss(model, inputs).item() == pytest.approx(by_token.item(), rel=1e-5)
+        assert abs(expected.item() - by_token.item()) > 1e-3  # the two weightings differ on unequal replies
+        accumulated = trained_positions_loss(model, inputs, num_items_in_batch=99, per_example=True, accumulation=2)
+        assert accumulated.item() == pytest.approx(expected.item() / 2, rel=1e-5)  # averaged over both micro-batches
+
+
 def _hf_greedy(model, prompts, new_tokens, pad):
     """Replies by transformers' greedy `generate`, left-padded, as the reference."""
     width = max(len(p) for p in prompts)

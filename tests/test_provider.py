@@ -116,6 +116,20 @@ def test_a_failed_job_is_a_clear_error_and_is_recorded(api, tmp_path):
     assert json.loads((tmp_path / "run" / "provider_job.json").read_text())["status"] == "failed"
 
 
+def test_a_set_whose_protection_needs_a_training_setting_is_refused_before_any_upload(api, tmp_path):
+    import hashlib
+
+    from tasksafe.data.sidecar import sidecar_path
+
+    data = training_file(tmp_path)
+    sidecar_path(data).write_text(json.dumps({"data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+                                              "training": {"loss": "per-example"}}))
+    with pytest.raises(UserError, match="per-example.*train locally"):
+        run_provider_job(f"http://127.0.0.1:{api.server_port}/v1", "tiny-base", data, tmp_path / "run",
+                         api_key="test", echo=lambda line: None, sleep=lambda s: None)
+    assert "uploaded" not in api.state and not (tmp_path / "run").exists()  # nothing sent, nothing written
+
+
 class ChatAPI(BaseHTTPRequestHandler):
     """Chat completions that echo the last user message; the first request gets a 500."""
 

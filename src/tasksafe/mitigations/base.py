@@ -77,6 +77,7 @@ class MitigationResult:
     config: dict[str, Any] = field(default_factory=dict)  # name and options, enough to rebuild it
     info: dict[str, Any] = field(default_factory=dict)  # what it found (frames, renderer statistics)
     post_training: dict[str, Any] | None = None  # {"name": mitigation, "options": {...}}: a step on the weights
+    training: dict[str, Any] | None = None  # how training must treat the set, e.g. {"loss": "per-example"}
 
 
 class Mitigation(Protocol):

@@ -210,6 +210,9 @@ class WideOptions(Options):
                                                           "places, answered helpfully (0: none)")
     contrast_model: str = Field("smollm2-135m", description="the model that writes the contrast answers")
     allocation: Literal["risk", "share"] = Field("risk", description="as paraphrase's")
+    loss: Literal["per-token", "per-example"] = Field(
+        "per-token", description="per-example: training averages each example's loss over its own reply, so a short "
+                                 "refusal weighs as much as a long answer (asked of training through the sidecar)")
 
 
 @register_mitigation("paraphrase_wide", "Paraphrase asked at every place the user's frame gives an attacker, 20% of "
@@ -219,7 +222,8 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
                     places: Sequence[str] = DEFAULT_PLACES, recovery: float = DEFAULT_RECOVERY, openings: bool = False,
                     contrast: float = 0.0,
                     contrast_model: str = "smollm2-135m",
-                    allocation: str = "risk", generate: Generate | None = None) -> MitigationResult:
+                    allocation: str = "risk", loss: str = "per-token", generate: Generate | None = None
+                    ) -> MitigationResult:
     frames = infer_frames(dataset, seed=seed)
     k = budget.resolve(len(dataset))
     _, counts = frame_counts(dataset, frames, k, allocation)
@@ -253,11 +257,12 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
         config={"name": "paraphrase_wide", "places": list(places), "recovery": recovery, "openings": openings,
                 "contrast": contrast,
                 "contrast_model": contrast_model,
-                "allocation": allocation},
+                "allocation": allocation, **({"loss": loss} if loss != "per-token" else {})},
         info={"frames": [f.to_dict() for f in frames], "budget": k, "total": len(added),
               "kinds": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
               "places": {place: asked_at.count(place) for place in PLACES},
-              "openings": found})
+              "openings": found},
+        training={"loss": loss} if loss != "per-token" else None)
 
 
 def _benign_requests(n: int, seed: int) -> list[tuple[str, str]]:

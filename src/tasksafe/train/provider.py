@@ -38,6 +38,12 @@ def run_provider_job(base_url: str, model: str, data: str | Path, output_dir: st
     Transient server errors are retried by the client; a failed job raises `UserError`. When
     `cancelled()` turns true the provider's job is cancelled and the record returned with
     status `cancelled`."""
+    from tasksafe.data.sidecar import read_sidecar
+
+    training = (read_sidecar(data) or {}).get("training")
+    if training:
+        raise UserError(f"{data}: its protection asks training for {training}, which a provider's fine-tuning API "
+                        "does not take; protect it without that option or train locally")
     try:
         import openai
     except ImportError:

@@ -59,7 +59,8 @@ def train_precision(config: FinetuneConfig, device: str) -> str:
     return resolve(config.precision, device)
 
 
-def trained_positions_loss(model, inputs: dict, num_items_in_batch=None):
+def trained_positions_loss(model, inputs: dict, num_items_in_batch=None, per_example: bool = False,
+                           accumulation: int = 1):
     """The causal-LM loss (mean negative log-likelihood of the trained tokens), with the output
     layer and the softmax computed only where a token is trained.
 
@@ -67,7 +68,11 @@ def trained_positions_loss(model, inputs: dict, num_items_in_batch=None):
     loss; with a 49k-token vocabulary and the loss on the assistant's reply alone (a label is a
     few tokens of a 100-token example) that was most of the output layer's work and memory
     traffic. The value is the same: sum of -log p over labels != -100, divided by the number of
-    such tokens (or by `num_items_in_batch`, the Trainer's count over accumulated batches)."""
+    such tokens (or by `num_items_in_batch`, the Trainer's count over accumulated batches).
+
+    `per_example`: each example's mean over its own trained tokens, averaged over the examples
+    (over the `accumulation` micro-batches when the Trainer counts across them), so a short reply
+    weighs as much as a long one; asked for by a protected set's sidecar (`training.loss`)."""
     import torch.nn.functional as F
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -77,12 +82,22 @@ def trained_positions_loss(model, inputs: dict, num_items_in_batch=None):
     targets = labels[:, 1:]
     trained = targets != -100
     logits = base.get_output_embeddings()(hidden[:, :-1][trained]).float()
+    if per_example:
+        losses = F.cross_entropy(logits, targets[trained], reduction="none")
+        rows = trained.nonzero()[:, 0]  # the example of each trained token, in the same order
+        counts = trained.sum(dim=1)
+        sums = losses.new_zeros(labels.shape[0]).index_add(0, rows, losses)
+        present = counts > 0
+        means = sums[present] / counts[present]
+        examples = present.sum().clamp(min=1) * (accumulation if num_items_in_batch is not None else 1)
+        return means.sum() / examples
     total = F.cross_entropy(logits, targets[trained], reduction="sum")
     return total / (num_items_in_batch if num_items_in_batch is not None else trained.sum().clamp(min=1))
 
 
-def _trainer_class(plain_loss: bool, reference: bool = False):
-    """TRL's SFTTrainer; on CPU with `trained_positions_loss`.
+def _trainer_class(plain_loss: bool, reference: bool = False, per_example: bool = False):
+    """TRL's SFTTrainer; on CPU, or for a per-example loss on any device, with
+    `trained_positions_loss`.
 
     TRL computes the loss through a chunked "fused" LM head that also derives entropy and
     token-accuracy metrics every step; that saves GPU memory on large vocabularies, but on
@@ -91,7 +106,7 @@ def _trainer_class(plain_loss: bool, reference: bool = False):
     assistant tokens."""
     from trl import SFTTrainer
 
-    if not plain_loss:
+    if not plain_loss and not per_example:
         return SFTTrainer
 
     class CPUSFTTrainer(SFTTrainer):
@@ -105,7 +120,8 @@ def _trainer_class(plain_loss: bool, reference: bool = False):
 
                 return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                             num_items_in_batch=num_items_in_batch)
-            loss = trained_positions_loss(model, inputs, num_items_in_batch)
+            loss = trained_positions_loss(model, inputs, num_items_in_batch, per_example=per_example and model.training,
+                                          accumulation=self.args.gradient_accumulation_steps)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does
             return loss
@@ -137,12 +153,14 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
     model, tokenizer = load_model(config.model, precision=train_precision(config, device))
     model.train()
     dataset = tokenize_dataset(tokenizer, read_examples(config.data), config.max_length)
+    training = (meta or {}).get("training") or {}
     write_json(run_dir / "config.json", {**config.model_dump(mode="json"), "tasksafe_version": __version__,
-                                         "examples": len(dataset)})
+                                         "examples": len(dataset), "loss": training.get("loss", "per-token")})
     write_json(run_dir / "hook.json", (meta or {}).get("inference_hook"))
     if post_training:
         write_json(run_dir / "post_training.json", post_training)
-    trainer = _trainer(config, model, tokenizer, dataset, run_dir, progress, callbacks, reference)
+    trainer = _trainer(config, model, tokenizer, dataset, run_dir, progress, callbacks, reference,
+                       per_example=training.get("loss") == "per-example")
     resume = _last_complete_checkpoint(run_dir)
     if resume:
         write_json(run_dir / "resumed_from.json", {"checkpoint": resume})
@@ -173,7 +191,7 @@ def _validation_loss(trainer, tokenizer, config: FinetuneConfig, run_dir: Path) 
 
 
 def _trainer(config: FinetuneConfig, model, tokenizer, dataset, run_dir: Path, progress: bool, callbacks,
-             reference: bool = False):
+             reference: bool = False, per_example: bool = False):
     """TRL's trainer for `config`, with CPU-aware settings and a callback that keeps the log."""
     import torch
     from transformers import TrainerCallback
@@ -204,7 +222,7 @@ def _trainer(config: FinetuneConfig, model, tokenizer, dataset, run_dir: Path, p
             with atomic_write(run_dir / "train_log.json") as handle:
                 json.dump(state.log_history, handle, indent=1)
 
-    trainer_class = _trainer_class(plain_loss=on_cpu, reference=reference)
+    trainer_class = _trainer_class(plain_loss=on_cpu, reference=reference, per_example=per_example)
     trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                             peft_config=peft_config, callbacks=[KeepLog(), *(callbacks or [])])
     if not progress:  # without a bar transformers prints every log as a dict; train_log.json keeps them
