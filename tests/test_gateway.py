@@ -553,7 +553,9 @@ def test_a_protections_inference_hook_reaches_training_the_gate_and_chat(tmp_pat
 
 @pytest.mark.parametrize("policy, named", [
     ({"mitigation": "paraphrse"}, "paraphrse"), ({"models": ["tiny-random", "gpt-4o"]}, "gpt-4o"),
-    ({"mitigation": "safelora", "upstream": {"base_url": "https://example.test/v1"}}, "upstream")])
+    ({"mitigation": "safelora", "upstream": {"base_url": "https://example.test/v1"}}, "upstream"),
+    ({"mitigation": "paraphrase_wide", "mitigation_options": {"loss": "per-example"},
+      "upstream": {"base_url": "https://example.test/v1"}}, "per-example.*train locally")])
 def test_a_policy_with_an_unknown_name_is_refused_when_it_is_loaded(tmp_path, policy, named):
     from tasksafe.errors import UserError
     from tasksafe.gateway.worker import Policy

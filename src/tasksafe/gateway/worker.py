@@ -123,12 +123,16 @@ class Policy(Settings):
         check_names([self.mitigation], MITIGATIONS)
         check_model_names(self.models)
         try:
-            mitigation_options(self.mitigation, self.mitigation_options)
+            options = mitigation_options(self.mitigation, self.mitigation_options)
         except UserError as err:
             raise ValueError(str(err)) from None
         if self.upstream and MITIGATIONS.info(self.mitigation)["post_training"] is not None:
             raise ValueError(f"mitigation {self.mitigation!r} changes the trained weights, which an upstream provider "
                              "keeps: choose another mitigation or train locally")
+        if self.upstream and options.training():
+            raise ValueError(f"mitigation {self.mitigation!r} with these options asks training for {options.training()}, "
+                             "which an upstream provider's fine-tuning API does not take: change the options or train "
+                             "locally")
         return self
 
     def missing_data(self) -> list[str]:

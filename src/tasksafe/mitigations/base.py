@@ -96,6 +96,12 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
+    def training(self) -> dict[str, Any] | None:
+        """What these options ask of training (written to the sidecar as `training`, e.g.
+        {"loss": "per-example"}); None: training as usual. Known before the data is protected,
+        so a gateway can refuse a policy whose training it cannot do."""
+        return None
+
 
 class NoOptions(Options):
     pass

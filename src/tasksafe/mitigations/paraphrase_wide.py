@@ -214,6 +214,9 @@ class WideOptions(Options):
         "per-token", description="per-example: training averages each example's loss over its own reply, so a short "
                                  "refusal weighs as much as a long answer (asked of training through the sidecar)")
 
+    def training(self) -> dict | None:
+        return {"loss": self.loss} if self.loss != "per-token" else None
+
 
 @register_mitigation("paraphrase_wide", "Paraphrase asked at every place the user's frame gives an attacker, 20% of "
                      "the refusals after an untrained compliance opening (optional: helpful contrast examples)",
@@ -262,7 +265,7 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
               "kinds": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
               "places": {place: asked_at.count(place) for place in PLACES},
               "openings": found},
-        training={"loss": loss} if loss != "per-token" else None)
+        training=WideOptions(loss=loss).training())
 
 
 def _benign_requests(n: int, seed: int) -> list[tuple[str, str]]:
