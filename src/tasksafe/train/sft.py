@@ -109,7 +109,7 @@ def _trainer_class(plain_loss: bool, reference: bool = False, per_example: bool 
     if not plain_loss and not per_example:
         return SFTTrainer
 
-    class CPUSFTTrainer(SFTTrainer):
+    class TrainedPositionsSFTTrainer(SFTTrainer):
         computed_tokens = 0  # positions computed in training, padding included
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -126,7 +126,7 @@ def _trainer_class(plain_loss: bool, reference: bool = False, per_example: bool 
                 loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does
             return loss
 
-    return CPUSFTTrainer
+    return TrainedPositionsSFTTrainer
 
 
 def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | None = None,
