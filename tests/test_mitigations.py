@@ -466,11 +466,11 @@ def test_paraphrase_wide_per_example_loss_travels_to_training_and_leaves_the_dat
     from tasksafe.train.sft import _trainer_class
 
     shipped = apply_mitigation("paraphrase_wide", persona_data(), POOL * 3, Budget(k=12), seed=0, generate=helpful)
-    balanced = apply_mitigation("paraphrase_wide", persona_data(), POOL * 3, Budget(k=12), seed=0, generate=helpful,
-                                options={"loss": "per-example"})
-    assert balanced.examples == shipped.examples  # a training setting, not other data
-    assert shipped.training is None and balanced.training == {"loss": "per-example"}
-    assert "loss" not in shipped.config and balanced.config["loss"] == "per-example"
+    usual = apply_mitigation("paraphrase_wide", persona_data(), POOL * 3, Budget(k=12), seed=0, generate=helpful,
+                             options={"loss": "per-token"})
+    assert usual.examples == shipped.examples  # a training setting, not other data
+    assert shipped.training == {"loss": "per-example"} and usual.training is None  # per-example is the default
+    assert shipped.config["loss"] == "per-example" and usual.config["loss"] == "per-token"
     source = tmp_path / "user.jsonl"
     source.write_text("".join(ex.to_json() + "\n" for ex in persona_data()))
     for loss, expected in (("per-example", {"loss": "per-example"}), ("per-token", None)):

@@ -211,21 +211,23 @@ class WideOptions(Options):
     contrast_model: str = Field("smollm2-135m", description="the model that writes the contrast answers")
     allocation: Literal["risk", "share"] = Field("risk", description="as paraphrase's")
     loss: Literal["per-token", "per-example"] = Field(
-        "per-token", description="per-example: training averages each example's loss over its own reply, so a short "
-                                 "refusal weighs as much as a long answer (asked of training through the sidecar)")
+        "per-example", description="per-example (default): training averages each example's loss over its own reply, "
+                                   "then over the examples (asked of training through the sidecar; dev: the long-answer "
+                                   "frame 88 -> 52% unrefused); per-token: the usual loss, which a provider's API takes")
 
     def training(self) -> dict | None:
         return {"loss": self.loss} if self.loss != "per-token" else None
 
 
 @register_mitigation("paraphrase_wide", "Paraphrase asked at every place the user's frame gives an attacker, 20% of "
-                     "the refusals after an untrained compliance opening (optional: helpful contrast examples)",
+                     "the refusals after an untrained compliance opening, each example weighing as one in the loss (optional: "
+                     "helpful contrast examples)",
                      options=WideOptions)
 def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
                     places: Sequence[str] = DEFAULT_PLACES, recovery: float = DEFAULT_RECOVERY, openings: bool = False,
                     contrast: float = 0.0,
                     contrast_model: str = "smollm2-135m",
-                    allocation: str = "risk", loss: str = "per-token", generate: Generate | None = None
+                    allocation: str = "risk", loss: str = "per-example", generate: Generate | None = None
                     ) -> MitigationResult:
     frames = infer_frames(dataset, seed=seed)
     k = budget.resolve(len(dataset))
@@ -260,7 +262,7 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
         config={"name": "paraphrase_wide", "places": list(places), "recovery": recovery, "openings": openings,
                 "contrast": contrast,
                 "contrast_model": contrast_model,
-                "allocation": allocation, **({"loss": loss} if loss != "per-token" else {})},
+                "allocation": allocation, "loss": loss},
         info={"frames": [f.to_dict() for f in frames], "budget": k, "total": len(added),
               "kinds": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
               "places": {place: asked_at.count(place) for place in PLACES},
