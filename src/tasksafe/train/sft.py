@@ -122,8 +122,9 @@ def _trainer_class(plain_loss: bool, reference: bool = False, per_example: bool 
                                             num_items_in_batch=num_items_in_batch)
             loss = trained_positions_loss(model, inputs, num_items_in_batch, per_example=per_example and model.training,
                                           accumulation=self.args.gradient_accumulation_steps)
-            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None and not per_example:
+                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does (a per-example mean
+                # is already a mean on each device, and the devices' gradients are averaged)
             return loss
 
     return TrainedPositionsSFTTrainer
