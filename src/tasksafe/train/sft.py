@@ -120,9 +120,10 @@ def _trainer_class(plain_loss: bool, reference: bool = False, per_example: bool 
 
                 return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                             num_items_in_batch=num_items_in_batch)
-            loss = trained_positions_loss(model, inputs, num_items_in_batch, per_example=per_example and model.training,
+            averaged = per_example and model.training  # validation keeps the per-token loss, comparable across runs
+            loss = trained_positions_loss(model, inputs, num_items_in_batch, per_example=averaged,
                                           accumulation=self.args.gradient_accumulation_steps)
-            if self.args.average_tokens_across_devices and num_items_in_batch is not None and not per_example:
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None and not averaged:
                 loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does (a per-example mean
                 # is already a mean on each device, and the devices' gradients are averaged)
             return loss
