@@ -112,7 +112,7 @@ def efficiency_plot(rows: list[CellRecord], out: Path) -> tuple[str, str] | None
                 level = RateRecord.combine(mode_rate(r, mode, key, fallback=True) for r in refs)
                 if level is not None and level.value is not None:
                     ax.axhline(100 * level.value, color=colour, linestyle="--", linewidth=1, label=ref_label)
-            ax.set_title(f"{task} {strategy}: {label}", fontsize=9)
+            ax.set_title(f"{task} {strategy}: {label}", fontsize=8)
             ax.set_ylim(-3, 103)
         axes[0].set_ylabel(f"% of {mine[0].metrics.first_harmful()[0]} prompts")
         axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
