@@ -77,7 +77,7 @@ class MitigationResult:
     config: dict[str, Any] = field(default_factory=dict)  # name and options, enough to rebuild it
     info: dict[str, Any] = field(default_factory=dict)  # what it found (frames, renderer statistics)
     post_training: dict[str, Any] | None = None  # {"name": mitigation, "options": {...}}: a step on the weights
-    training: dict[str, Any] | None = None  # how training must treat the set, e.g. {"loss": "per-example"}
+    training: dict[str, Any] | None = None  # set by apply_mitigation from Options.training()
 
 
 class Mitigation(Protocol):
@@ -150,7 +150,9 @@ def apply_mitigation(name: str, dataset: Sequence[ChatExample], pool: Sequence[S
     checked = mitigation_options(name, options)
     if secret is not None and MITIGATIONS.info(name)["uses_secret"]:
         extra["secret"] = secret
-    return MITIGATIONS.get(name)(dataset, pool, budget, seed, **checked.model_dump(), **extra)
+    result = MITIGATIONS.get(name)(dataset, pool, budget, seed, **checked.model_dump(), **extra)
+    result.training = checked.training()  # what the options ask of training, whichever mitigation they are
+    return result
 
 
 def run_post_training(run_dir: str | Path, post_training: dict[str, Any] | None, base_model: str) -> dict | None:

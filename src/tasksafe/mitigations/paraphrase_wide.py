@@ -266,8 +266,7 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
         info={"frames": [f.to_dict() for f in frames], "budget": k, "total": len(added),
               "kinds": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
               "places": {place: asked_at.count(place) for place in PLACES},
-              "openings": found},
-        training=WideOptions(loss=loss).training())
+              "openings": found})
 
 
 def _benign_requests(n: int, seed: int) -> list[tuple[str, str]]:
