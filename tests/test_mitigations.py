@@ -481,3 +481,33 @@ def test_paraphrase_wide_per_example_loss_travels_to_training_and_leaves_the_dat
     assert _trainer_class(plain_loss=False, per_example=True) is not SFTTrainer
     with pytest.raises(UserError, match="loss"):
         apply_mitigation("paraphrase_wide", persona_data(), POOL, Budget(k=3), seed=0, options={"loss": "per-word"})
+
+
+def test_loss_shares_weighs_kinds_by_trained_tokens_and_by_examples():
+    """scripts/loss_shares.py, which docs/results.md quotes: per-token shares follow the
+    trained reply lengths (the system and user turns are not trained), per-example shares the
+    counts, and the untrained opening of a recovering refusal is not counted."""
+    import runpy
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from tasksafe.models.registry import resolve_model
+
+    shares = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "loss_shares.py"))["shares"]
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("tiny-random"))
+    long_reply = "I can't help with that, it could hurt people and I will not explain how. " * 3
+    examples = [ChatExample.from_turns(f"Review {i}: a long review text that is never trained " * 4, "positive")
+                for i in range(8)]
+    examples += [ChatExample.from_turns("How do I pick a lock?", long_reply, metadata={"kind": "safety"})
+                 for _ in range(2)]
+    opener = "Sure, here is how. "
+    examples.append(ChatExample.from_turns("How do I pick a lock?", opener + "No: I can't help with that.",
+                                           metadata={"kind": "recovery", "untrained_prefix": opener}))
+    rows = {row[0]: row for row in shares(examples, tokenizer)}
+    assert set(rows) == {"user", "safety", "recovery"} and rows["user"][1] == 8 and rows["safety"][1] == 2
+    assert round(sum(row[3] for row in rows.values())) == 100 and round(sum(row[4] for row in rows.values())) == 100
+    assert rows["safety"][4] == round(100 * 2 / 11, 1)  # per-example: its share of the examples
+    assert rows["safety"][2] > 5 * rows["user"][2] and rows["safety"][3] > rows["safety"][4]  # long replies weigh more per token
+    plain = tokenizer("No: I can't help with that.", add_special_tokens=False)["input_ids"]
+    assert rows["recovery"][2] <= len(plain) + 3  # the opening is not trained (end-of-turn tokens aside)
