@@ -44,6 +44,8 @@ test-fast: $(STAMP) $(RAY_STAMP) lint
 	$(BIN)/python -m pytest -m "not slow"
 
 # Rebuild each committed results file's report (docs/results/NAME/) from the file alone.
+# report.md and the PNGs are committed; report.html (the same tables with the PNGs embedded,
+# 2.5 MB for the paper grid) is rebuilt here and not tracked (.gitignore).
 results: $(STAMP)
 	@for f in results/*.jsonl; do [ -f "$$f" ] || continue; name=$$(basename $$f .jsonl); \
 	  $(BIN)/tasksafe report $$f -o docs/results/$$name; done
