@@ -81,7 +81,7 @@ def test_the_device_grid_lists_every_paper_cell_once_with_the_variant_last():
     grid = runpy.run_path(str(ROOT / "scripts" / "device" / "grid.py"))
     todo = grid["cells"](grid["PARTS"], {"safelora"}, {"paraphrase_wide"})
     ids = [cell.id for _, cell in todo]
-    assert len(ids) == len(set(ids)) == 73  # 75 cells of the five parts, less the two safelora cells
+    assert len(ids) == len(set(ids)) == 77  # 75 cells of the five parts and 4 prefix seeds, less the two safelora cells
     mitigations = [cell.mitigation for _, cell in todo]
     first_variant = mitigations.index("paraphrase_wide")
     assert set(mitigations[first_variant:]) == {"paraphrase_wide"} and "safelora" not in mitigations

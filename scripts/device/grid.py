@@ -11,7 +11,7 @@ Merge the file with `tasksafe results merge OUT/grid.jsonl --into results/paper`
     python scripts/device/grid.py --list --done results/paper.jsonl   # the cells still to run, in order
 
 Cells run in the order of the paper's parts (core SST-2, core AG News, defence, baselines,
-seeds, efficiency); `--last` mitigations go after all others, `--skip` ones not at all (e.g.
+seeds, efficiency, the `prefix` seeds); `--last` mitigations go after all others, `--skip` ones not at all (e.g.
 `safelora`, which needs the unaligned base weights that may not be on the machine).
 """
 
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from tasksafe.experiments import expand, load_spec  # noqa: E402
 
-PARTS = ["paper-core", "paper-defence", "paper-baselines", "paper-seeds", "paper-efficiency"]
+PARTS = ["paper-core", "paper-defence", "paper-baselines", "paper-seeds", "paper-efficiency", "paper-seeds-prefix"]
 
 
 def cells(specs: list[str], skip: set[str], last: set[str], only_task: str | None = None,
