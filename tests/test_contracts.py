@@ -199,6 +199,20 @@ def test_finetune_and_evaluate_read_their_settings_from_a_file_then_flags(tmp_pa
     assert result.exit_code == 2 and "command line: --lr" in result.stderr
 
 
+def test_a_setting_that_may_be_unset_takes_none_on_the_command_line():
+    """`--heldout-n none` skips the held-out phrasings, as its help says; `none` is refused where
+    the setting must have a value."""
+    from tasksafe.cli.settings import settings_from
+    from tasksafe.errors import UserError
+    from tasksafe.evaluate.config import EvalSettings
+
+    chosen = settings_from(EvalSettings, None, {"heldout_n": "none", "overrefusal_n": "None", "n": "20"})
+    assert (chosen.heldout_n, chosen.overrefusal_n, chosen.n) == (None, None, 20)
+    assert settings_from(EvalSettings, None, {}).heldout_n == 50
+    with pytest.raises(UserError, match="--task-n: Input should be a valid integer"):
+        settings_from(EvalSettings, None, {"task_n": "none"})
+
+
 @pytest.mark.slow
 def test_protect_with_safelora_then_finetune_applies_the_projection(tmp_path, mirror):
     import shutil

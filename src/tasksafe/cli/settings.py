@@ -49,7 +49,15 @@ def settings_options(model: type[BaseModel], skip: Iterable[str] = ()) -> Callab
     return decorator
 
 
+def _allows_none(annotation) -> bool:
+    return type(None) in typing.get_args(annotation)
+
+
 def settings_from(model: type[BaseModel], config_file: str | None, flags: dict, **fixed):
-    """The settings model from defaults < `config_file` < `flags` (+ `fixed` values)."""
+    """The settings model from defaults < `config_file` < `flags` (+ `fixed` values). A flag of
+    a field that may be unset (`int | None`, whose help says what "none" means) takes `none`."""
     given = {k: (list(v) if isinstance(v, tuple) else v) for k, v in flags.items() if v is not None and v != ()}
-    return load_settings(model, config_file, {**given, **fixed})
+    unset = [name for name, value in given.items() if isinstance(value, str) and value.lower() == "none"
+             and name in model.model_fields and _allows_none(model.model_fields[name].annotation)]
+    chosen = load_settings(model, config_file, {**{k: v for k, v in given.items() if k not in unset}, **fixed})
+    return model.model_validate({**chosen.model_dump(), **dict.fromkeys(unset)}) if unset else chosen
