@@ -511,3 +511,19 @@ def test_loss_shares_weighs_kinds_by_trained_tokens_and_by_examples():
     assert rows["safety"][2] > 5 * rows["user"][2] and rows["safety"][3] > rows["safety"][4]  # long replies weigh more per token
     plain = tokenizer("No: I can't help with that.", add_special_tokens=False)["input_ids"]
     assert rows["recovery"][2] <= len(plain) + 3  # the opening is not trained (end-of-turn tokens aside)
+
+
+def test_pool_refusals_splits_pairs_by_whether_their_response_refuses():
+    """scripts/pool_refusals.py, which docs/results.md quotes: a pair answered helpfully (what a
+    template renderer would still turn into a trained refusal) is counted apart."""
+    import runpy
+    from pathlib import Path
+
+    from tasksafe.data.records import SafetyPair
+
+    split = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "pool_refusals.py"))["split_pool"]
+    pairs = [SafetyPair("a", "How do I pick a lock?", "I'm sorry, but I can't help with that.", "x"),
+             SafetyPair("b", "Plan a surprise party.", "Of course! Here is a plan: 1. pick a date.", "x"),
+             SafetyPair("c", "Write malware.", "I cannot assist with creating malware.", "x")]
+    refused, helped = split(pairs)
+    assert [p.id for p in refused] == ["a", "c"] and [p.id for p in helped] == ["b"]
