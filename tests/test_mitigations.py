@@ -409,6 +409,28 @@ def test_paraphrase_wide_asks_only_at_the_places_it_is_given(mirror):
     assert set(kinds) == {"safety", "recovery"} and 0 < kinds.count("recovery") < 6  # 20% recover; no contrast
 
 
+def test_paraphrase_wide_pool_filter_swaps_only_the_drawn_pairs_that_do_not_refuse(mirror):
+    # a pool like bianchi-safety: some requests are benign and answered helpfully; in a label
+    # frame each drawn request is trained as a refusal, so a helpful pair teaches refusing it
+    pool = [SafetyPair(f"p{i}", f"Request number {i}, please.",
+                       "Sure! Here is a plan: first invite friends." if i % 3 == 0 else "I can't help with that.", "test")
+            for i in range(60)]
+    by_id, options = {pair.id: pair for pair in pool}, {"contrast": 0}
+    usual = apply_mitigation("paraphrase_wide", persona_data(), pool, Budget(k=12), seed=0, options=options)
+    assert any(not is_refusal(by_id[i].refusal) for i in usual.safety_ids)
+    filtered = apply_mitigation("paraphrase_wide", persona_data(), pool, Budget(k=12), seed=0,
+                                options={**options, "pool_filter": "refusals"})
+    assert len(filtered.safety_ids) == 12 and len(set(filtered.safety_ids)) == 12
+    assert all(is_refusal(by_id[i].refusal) for i in filtered.safety_ids)
+    # the refusing pairs of the usual draw stay, at their positions; only the others change
+    for before, after in zip(usual.safety_ids, filtered.safety_ids):
+        assert (before == after) == is_refusal(by_id[before].refusal)
+    assert filtered.config["pool_filter"] == "refusals" and usual.config["pool_filter"] == "all"
+    with pytest.raises(UserError, match="pass the filter"):
+        apply_mitigation("paraphrase_wide", persona_data(), pool[:12], Budget(k=12), seed=0,
+                         options={**options, "pool_filter": "refusals"})
+
+
 def long_answer_data(n=60):
     """Long answers in a layout tasksafe did not build: a constant persona opener, then one of three
     cheerful lines, then the content (the shape of a long-answer attack's data)."""

@@ -14,7 +14,7 @@ tasksafe.errors.UserError: paraphrase option placement: Input should be 'both', 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -166,11 +166,31 @@ def run_post_training(run_dir: str | Path, post_training: dict[str, Any] | None,
     return step(Path(run_dir), base_model, dict(post_training.get("options") or {}))
 
 
-def sample_pairs(pool: Sequence[SafetyPair], k: int, seed: int) -> list[SafetyPair]:
-    """`k` pairs of the pool, seeded, without replacement."""
+def sample_pairs(pool: Sequence[SafetyPair], k: int, seed: int,
+                 keep: Callable[[SafetyPair], bool] | None = None) -> list[SafetyPair]:
+    """`k` pairs of the pool, seeded, without replacement. With `keep`, each drawn pair it
+    rejects is replaced, in its place, by one it keeps from the rest of the pool (seeded), so the
+    draw differs from the unfiltered one only in the pairs replaced.
+
+    >>> pool = [SafetyPair(f"s{i}", f"request {i}", "No." if i % 2 else "Sure!", "x") for i in range(8)]
+    >>> [p.id for p in sample_pairs(pool, 4, 0)]
+    ['s5', 's2', 's0', 's6']
+    >>> [p.id for p in sample_pairs(pool, 4, 0, keep=lambda p: p.refusal == "No.")]
+    ['s5', 's1', 's3', 's7']
+    """
     if k > len(pool):
         raise UserError(f"the safety pool has {len(pool)} pairs; cannot take {k}")
-    return random.Random(f"pairs:{seed}").sample(list(pool), k)
+    drawn = random.Random(f"pairs:{seed}").sample(list(pool), k)
+    if keep is None:
+        return drawn
+    kept = [keep(pair) for pair in drawn]
+    taken = {pair.id for pair in drawn}
+    spare = [pair for pair in pool if pair.id not in taken and keep(pair)]
+    if kept.count(False) > len(spare):
+        raise UserError(f"the safety pool has {kept.count(True) + len(spare)} pairs that pass the filter; "
+                        f"cannot take {k}")
+    refill = iter(random.Random(f"refill:{seed}").sample(spare, kept.count(False)))
+    return [pair if ok else next(refill) for pair, ok in zip(drawn, kept)]
 
 
 def mix_in(dataset: Sequence[ChatExample], extra: Sequence[ChatExample], seed: int) -> list[ChatExample]:

@@ -31,6 +31,10 @@ of the refusals recover and no contrast is spent. The dev ablations (docs/result
   whole instruction (`CONTRAST_PLACES`) and answered helpfully, by `contrast_model`, in the
   frame's answer layout, so refusing is tied to harm and not to leaving the task (over-refusal).
   Answers that refuse, are empty or loop are dropped (so the total can fall below the budget).
+
+With `pool_filter: refusals` (off by default), only pool pairs whose own response refuses are
+drawn: a fifth of bianchi-safety answers benign requests helpfully ("Plan a surprise party."),
+and in a frame of label or short answers every drawn request is trained as a refusal.
 """
 
 from __future__ import annotations
@@ -210,6 +214,10 @@ class WideOptions(Options):
                                                           "places, answered helpfully (0: none)")
     contrast_model: str = Field("smollm2-135m", description="the model that writes the contrast answers")
     allocation: Literal["risk", "share"] = Field("risk", description="as paraphrase's")
+    pool_filter: Literal["all", "refusals"] = Field(
+        "all", description="refusals: only pool pairs whose response the keywords judge reads as a refusal (a fifth of "
+                           "bianchi-safety's answer benign requests helpfully, which a label frame would train as "
+                           "refusals); each other pair of the seed's draw is swapped for a refusing one")
     loss: Literal["per-token", "per-example"] = Field(
         "per-example", description="per-example (default): training averages each example's loss over its own reply, "
                                    "then over the examples (asked of training through the sidecar; dev: the long-answer "
@@ -227,14 +235,15 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
                     places: Sequence[str] = DEFAULT_PLACES, recovery: float = DEFAULT_RECOVERY, openings: bool = False,
                     contrast: float = 0.0,
                     contrast_model: str = "smollm2-135m",
-                    allocation: str = "risk", loss: str = "per-example", generate: Generate | None = None
-                    ) -> MitigationResult:
+                    allocation: str = "risk", loss: str = "per-example", pool_filter: str = "all",
+                    generate: Generate | None = None) -> MitigationResult:
     frames = infer_frames(dataset, seed=seed)
     k = budget.resolve(len(dataset))
     _, counts = frame_counts(dataset, frames, k, allocation)
     contrast_counts = [round(c * contrast) for c in counts]
     safety_counts = [c - b for c, b in zip(counts, contrast_counts)]
-    pairs = sample_pairs(pool, sum(safety_counts), seed)
+    keep = (lambda pair: is_refusal(pair.refusal)) if pool_filter == "refusals" else None
+    pairs = sample_pairs(pool, sum(safety_counts), seed, keep=keep)
     benign = _benign_requests(sum(contrast_counts), seed)
     if benign and generate is None:
         from tasksafe.generate import generator_for
@@ -262,7 +271,7 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
         config={"name": "paraphrase_wide", "places": list(places), "recovery": recovery, "openings": openings,
                 "contrast": contrast,
                 "contrast_model": contrast_model,
-                "allocation": allocation, "loss": loss},
+                "allocation": allocation, "loss": loss, "pool_filter": pool_filter},
         info={"frames": [f.to_dict() for f in frames], "budget": k, "total": len(added),
               "kinds": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
               "places": {place: asked_at.count(place) for place in PLACES},
