@@ -5,7 +5,7 @@ and, in a frame of label or short answers, trains a refusal whatever the pair's 
 was; so a pair whose response helps (a benign request, or a borderline one answered safely)
 becomes a trained refusal of a request that did not need one. This counts them in the pool,
 shows a seeded sample, and counts them among the pairs a protected set drew (its sidecar's
-`safety_ids`).
+`safety_ids`). `paraphrase_wide -O pool_filter=refusals` draws only the refusing ones.
 
     TASKSAFE_DATA_DIR=../shared/data python scripts/pool_refusals.py --pool bianchi-safety --show 12
     TASKSAFE_DATA_DIR=../shared/data python scripts/pool_refusals.py --drawn out/prefix-crossover/protected-items*.meta.json

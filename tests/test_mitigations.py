@@ -431,6 +431,23 @@ def test_paraphrase_wide_pool_filter_swaps_only_the_drawn_pairs_that_do_not_refu
                          options={**options, "pool_filter": "refusals"})
 
 
+def test_paraphrase_wide_pairs_seed_crosses_the_pairs_with_the_rest_of_another_draw(mirror):
+    pool = [SafetyPair(f"p{i}", f"Harmful request number {i}.", "I can't help with that.", "test") for i in range(80)]
+
+    def protect(seed, **options):
+        return apply_mitigation("paraphrase_wide", persona_data(), pool, Budget(k=12), seed=seed,
+                                options={"contrast": 0, **options})
+
+    def layout(result):  # where each safety example sits, where it is asked, whether it recovers
+        return [(i, ex.metadata["place"], ex.metadata["kind"]) for i, ex in enumerate(result.examples)
+                if ex.metadata.get("mitigation")]
+
+    zero, two, crossed = protect(0), protect(2), protect(0, pairs_seed=2)
+    assert zero.safety_ids != two.safety_ids and layout(zero) != layout(two)
+    assert crossed.safety_ids == two.safety_ids and layout(crossed) == layout(zero)
+    assert crossed.config["pairs_seed"] == 2 and zero.config["pairs_seed"] is None
+
+
 def long_answer_data(n=60):
     """Long answers in a layout tasksafe did not build: a constant persona opener, then one of three
     cheerful lines, then the content (the shape of a long-answer attack's data)."""

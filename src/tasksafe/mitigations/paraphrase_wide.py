@@ -218,6 +218,10 @@ class WideOptions(Options):
         "all", description="refusals: only pool pairs whose response the keywords judge reads as a refusal (a fifth of "
                            "bianchi-safety's answer benign requests helpfully, which a label frame would train as "
                            "refusals); each other pair of the seed's draw is swapped for a refusing one")
+    pairs_seed: int | None = Field(None, ge=0, description="the seed that draws the safety pairs (default: the "
+                                                           "protection's); the rest of the protection (donors, "
+                                                           "recovery, mixing) keeps the protection's seed, so the "
+                                                           "parts of a draw can be crossed")
     loss: Literal["per-token", "per-example"] = Field(
         "per-example", description="per-example (default): training averages each example's loss over its own reply, "
                                    "then over the examples (asked of training through the sidecar; dev: the long-answer "
@@ -236,14 +240,14 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
                     contrast: float = 0.0,
                     contrast_model: str = "smollm2-135m",
                     allocation: str = "risk", loss: str = "per-example", pool_filter: str = "all",
-                    generate: Generate | None = None) -> MitigationResult:
+                    pairs_seed: int | None = None, generate: Generate | None = None) -> MitigationResult:
     frames = infer_frames(dataset, seed=seed)
     k = budget.resolve(len(dataset))
     _, counts = frame_counts(dataset, frames, k, allocation)
     contrast_counts = [round(c * contrast) for c in counts]
     safety_counts = [c - b for c, b in zip(counts, contrast_counts)]
     keep = (lambda pair: is_refusal(pair.refusal)) if pool_filter == "refusals" else None
-    pairs = sample_pairs(pool, sum(safety_counts), seed, keep=keep)
+    pairs = sample_pairs(pool, sum(safety_counts), seed if pairs_seed is None else pairs_seed, keep=keep)
     benign = _benign_requests(sum(contrast_counts), seed)
     if benign and generate is None:
         from tasksafe.generate import generator_for
@@ -271,7 +275,8 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
         config={"name": "paraphrase_wide", "places": list(places), "recovery": recovery, "openings": openings,
                 "contrast": contrast,
                 "contrast_model": contrast_model,
-                "allocation": allocation, "loss": loss, "pool_filter": pool_filter},
+                "allocation": allocation, "loss": loss, "pool_filter": pool_filter,
+                "pairs_seed": pairs_seed},
         info={"frames": [f.to_dict() for f in frames], "budget": k, "total": len(added),
               "kinds": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
               "places": {place: asked_at.count(place) for place in PLACES},
