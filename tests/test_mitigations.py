@@ -448,6 +448,27 @@ def test_paraphrase_wide_pairs_seed_crosses_the_pairs_with_the_rest_of_another_d
     assert crossed.config["pairs_seed"] == 2 and zero.config["pairs_seed"] is None
 
 
+def test_paraphrase_wide_even_recovery_draw_changes_only_which_refusals_recover(mirror):
+    pool = [SafetyPair(f"p{i}", f"Harmful request number {i}.", "I can't help with that.", "test") for i in range(80)]
+
+    def protect(**options):
+        return apply_mitigation("paraphrase_wide", persona_data(120), pool, Budget(k=30), seed=2,
+                                options={"contrast": 0, **options})
+
+    coin, even = protect(), protect(recovery_draw="even")
+    kinds = [[ex.metadata.get("kind") for ex in result.examples] for result in (coin, even)]
+    assert kinds[1].count("recovery") == 6 != kinds[0].count("recovery")  # exactly 20% of 30, not a coin's count
+    places = [ex.metadata["place"] for ex in safety_examples(even) if ex.metadata["kind"] == "recovery"]
+    assert sorted(places) == sorted(["instruction", "slot", "bare", "next-turn", "with-task", "with-task"])
+    # everything but the recovery assignment is the coin's draw: same pairs, positions, questions
+    assert even.safety_ids == coin.safety_ids
+    for a, b in zip(coin.examples, even.examples):
+        assert a.messages[:-1] == b.messages[:-1]
+        if a.metadata.get("kind") == b.metadata.get("kind"):
+            assert a == b
+    assert even.config["recovery_draw"] == "even" and coin.config["recovery_draw"] == "coin"
+
+
 def long_answer_data(n=60):
     """Long answers in a layout tasksafe did not build: a constant persona opener, then one of three
     cheerful lines, then the content (the shape of a long-answer attack's data)."""

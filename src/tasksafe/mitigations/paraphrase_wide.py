@@ -145,24 +145,34 @@ def _answer(frame: Frame, text: str) -> str:
 
 
 def safety_example(frame: Frame, pair: SafetyPair, donor: ChatExample, place: str, recover: bool,
-                   rng: random.Random, openings: Sequence[str] = ()) -> ChatExample:
+                   rng: random.Random, openings: Sequence[str] = (), coin: bool | None = None,
+                   spare: random.Random | None = None) -> ChatExample:
     """`pair` asked at `place`, refused in the frame's answer style; with `recover`, the
     refusal follows an untrained compliance opening: the frame's constant opening, then one of
     the data's own `openings` lines (`recurring_openings`) when there are any, and a list start
-    (always without `openings`, every other time with them)."""
+    (always without `openings`, every other time with them). Where `recover` was not decided by
+    `coin` (`recovery_draw: even`), the opening is drawn from `rng` as the coin would have had it
+    and from `spare` otherwise, so the rest of `rng`'s draw is the coin's."""
     refusal = refusal_in_style(frame, pair, rng)
     metadata = {"mitigation": "paraphrase_wide", "safety_id": pair.id, "place": place, "kind": "safety"}
+    coin = recover if coin is None else coin
+    opening = _opening(frame, openings, rng) if coin else None
     if recover:
-        opening = frame.assistant.prefix
-        if openings:
-            opening += rng.choice(openings)
-        if not openings or rng.random() < 0.5:
-            opening += rng.choice(LIST_OPENINGS)
+        opening = opening or _opening(frame, openings, spare or rng)
         answer = opening + refusal if opening[-1:].isspace() else f"{opening} {refusal}"
         metadata.update(kind="recovery", untrained_prefix=opening)
     else:
         answer = _answer(frame, refusal)
     return ChatExample(ask_in_place(frame, pair.prompt, donor, place, rng) + [Message("assistant", answer)], metadata)
+
+
+def _opening(frame: Frame, openings: Sequence[str], rng: random.Random) -> str:
+    opening = frame.assistant.prefix
+    if openings:
+        opening += rng.choice(openings)
+    if not openings or rng.random() < 0.5:
+        opening += rng.choice(LIST_OPENINGS)
+    return opening
 
 
 def contrast_examples(frame: Frame, requests: Sequence[tuple[str, str]], donors: Sequence[ChatExample],
@@ -218,6 +228,10 @@ class WideOptions(Options):
         "all", description="refusals: only pool pairs whose response the keywords judge reads as a refusal (a fifth of "
                            "bianchi-safety's answer benign requests helpfully, which a label frame would train as "
                            "refusals); each other pair of the seed's draw is swapped for a refusing one")
+    recovery_draw: Literal["coin", "even"] = Field(
+        "coin", description="which refusals recover: coin (default), each with probability `recovery`, so the number "
+                            "varies by seed (5-11 of 30 at 20%); even, exactly that share, evenly spaced over the "
+                            "examples in turn, so over the places too (the rest of the seed's draw unchanged)")
     pairs_seed: int | None = Field(None, ge=0, description="the seed that draws the safety pairs (default: the "
                                                            "protection's); the rest of the protection (donors, "
                                                            "recovery, mixing) keeps the protection's seed, so the "
@@ -240,7 +254,8 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
                     contrast: float = 0.0,
                     contrast_model: str = "smollm2-135m",
                     allocation: str = "risk", loss: str = "per-example", pool_filter: str = "all",
-                    pairs_seed: int | None = None, generate: Generate | None = None) -> MitigationResult:
+                    recovery_draw: str = "coin", pairs_seed: int | None = None,
+                    generate: Generate | None = None) -> MitigationResult:
     frames = infer_frames(dataset, seed=seed)
     k = budget.resolve(len(dataset))
     _, counts = frame_counts(dataset, frames, k, allocation)
@@ -254,6 +269,7 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
 
         generate = generator_for(contrast_model, max_new_tokens=96)
     rng = random.Random(f"paraphrase_wide:{seed}")
+    spare = random.Random(f"recovery:{seed}")  # recovery_draw "even": its offset, and openings the coin did not draw
     added: list[ChatExample] = []
     found: list[list[str]] = []
     start = begin = 0
@@ -262,8 +278,11 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
         lines = recurring_openings(dataset, frame) if openings and recovery and n_safety else []
         found.append(lines)
         chunk, start = pairs[start:start + n_safety], start + n_safety
-        added += [safety_example(frame, pair, rng.choice(donors), places[i % len(places)], rng.random() < recovery,
-                                 rng, lines) for i, pair in enumerate(chunk)]
+        offset = spare.random()
+        for i, pair in enumerate(chunk):
+            donor, coin = rng.choice(donors), rng.random() < recovery
+            recover = coin if recovery_draw == "coin" else _evenly(i, recovery, offset)
+            added.append(safety_example(frame, pair, donor, places[i % len(places)], recover, rng, lines, coin, spare))
         if n_contrast:
             words = 40 if frame.answer_style != "long" else 120
             added += contrast_examples(frame, benign[begin:begin + n_contrast], donors, generate, rng, words)
@@ -276,11 +295,22 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
                 "contrast": contrast,
                 "contrast_model": contrast_model,
                 "allocation": allocation, "loss": loss, "pool_filter": pool_filter,
-                "pairs_seed": pairs_seed},
+                "recovery_draw": recovery_draw, "pairs_seed": pairs_seed},
         info={"frames": [f.to_dict() for f in frames], "budget": k, "total": len(added),
               "kinds": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
               "places": {place: asked_at.count(place) for place in PLACES},
               "openings": found})
+
+
+def _evenly(index: int, share: float, offset: float) -> bool:
+    """Whether the `index`-th refusal recovers under `recovery_draw: even`: systematic sampling
+    from `offset` in [0, 1), so any run of `n` refusals in turn holds `share * n` recovering ones,
+    rounded down or up.
+
+    >>> [_evenly(i, 0.2, 0.5) for i in range(10)].count(True), [_evenly(i, 0.2, 0.5) for i in range(30)].count(True)
+    (2, 6)
+    """
+    return int((index + 1) * share + offset) > int(index * share + offset)
 
 
 def _benign_requests(n: int, seed: int) -> list[tuple[str, str]]:
