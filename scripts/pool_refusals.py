@@ -17,14 +17,14 @@ import argparse
 import json
 import random
 
-from tasksafe.judges.keywords import is_refusal
+from tasksafe.mitigations.paraphrase_wide import answers_with_refusal
 
 
 def split_pool(pairs) -> tuple[list, list]:
     """(pairs whose response refuses, pairs whose response does not)."""
     refused, helped = [], []
     for pair in pairs:
-        (refused if is_refusal(pair.refusal) else helped).append(pair)
+        (refused if answers_with_refusal(pair) else helped).append(pair)
     return refused, helped
 
 

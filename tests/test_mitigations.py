@@ -425,6 +425,9 @@ def test_paraphrase_wide_pool_filter_swaps_only_the_drawn_pairs_that_do_not_refu
     # the refusing pairs of the usual draw stay, at their positions; only the others change
     for before, after in zip(usual.safety_ids, filtered.safety_ids):
         assert (before == after) == is_refusal(by_id[before].refusal)
+    layout = [[(ex.metadata.get("place"), ex.metadata.get("kind")) for ex in result.examples]
+              for result in (usual, filtered)]
+    assert layout[0] == layout[1]  # same places, recoveries and positions
     assert filtered.config["pool_filter"] == "refusals" and usual.config["pool_filter"] == "all"
     with pytest.raises(UserError, match="pass the filter"):
         apply_mitigation("paraphrase_wide", persona_data(), pool[:12], Budget(k=12), seed=0,

@@ -261,7 +261,7 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
     _, counts = frame_counts(dataset, frames, k, allocation)
     contrast_counts = [round(c * contrast) for c in counts]
     safety_counts = [c - b for c, b in zip(counts, contrast_counts)]
-    keep = (lambda pair: is_refusal(pair.refusal)) if pool_filter == "refusals" else None
+    keep = answers_with_refusal if pool_filter == "refusals" else None
     pairs = sample_pairs(pool, sum(safety_counts), seed if pairs_seed is None else pairs_seed, keep=keep)
     benign = _benign_requests(sum(contrast_counts), seed)
     if benign and generate is None:
@@ -300,6 +300,12 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
               "kinds": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
               "places": {place: asked_at.count(place) for place in PLACES},
               "openings": found})
+
+
+def answers_with_refusal(pair: SafetyPair) -> bool:
+    """Whether `pair`'s own response refuses (the `keywords` judge's test): what `pool_filter:
+    refusals` keeps (scripts/pool_refusals.py counts the rest)."""
+    return is_refusal(pair.refusal)
 
 
 def _evenly(index: int, share: float, offset: float) -> bool:
