@@ -110,7 +110,8 @@ def test_protect_list_names_every_registered_mitigation_with_its_options():
     assert result.exit_code == 0
     listed = {line.split()[0] for line in result.output.splitlines() if line and not line[0].isspace()}
     assert listed == set(MITIGATIONS) and "paraphrase_wide" in listed
-    assert "openings=False" in result.output and "recovery=0.2" in result.output
+    assert "openings=False" in result.output and "recovery=0.6" in result.output
+    assert "recovery_draw='even'" in result.output
     assert "Undefined" not in result.output and "places=['instruction'" in result.output  # factory defaults shown
 
 

@@ -406,7 +406,7 @@ def test_paraphrase_wide_asks_only_at_the_places_it_is_given(mirror):
     places = [ex.metadata["place"] for ex in added]
     assert len(added) == 12 and places.count("with-task") == 4 and places.count("bare") == 2  # with-task twice
     kinds = [ex.metadata["kind"] for ex in added]
-    assert set(kinds) == {"safety", "recovery"} and 0 < kinds.count("recovery") < 6  # 20% recover; no contrast
+    assert set(kinds) == {"safety", "recovery"} and kinds.count("recovery") in (7, 8)  # 60% of 12, evenly; no contrast
 
 
 def test_paraphrase_wide_pool_filter_swaps_only_the_drawn_pairs_that_do_not_refuse(mirror):
@@ -456,9 +456,9 @@ def test_paraphrase_wide_even_recovery_draw_changes_only_which_refusals_recover(
 
     def protect(**options):
         return apply_mitigation("paraphrase_wide", persona_data(120), pool, Budget(k=30), seed=2,
-                                options={"contrast": 0, **options})
+                                options={"contrast": 0, "recovery": 0.2, **options})
 
-    coin, even = protect(), protect(recovery_draw="even")
+    coin, even = protect(recovery_draw="coin"), protect(recovery_draw="even")
     kinds = [[ex.metadata.get("kind") for ex in result.examples] for result in (coin, even)]
     assert kinds[1].count("recovery") == 6 != kinds[0].count("recovery")  # exactly 20% of 30, not a coin's count
     places = [ex.metadata["place"] for ex in safety_examples(even) if ex.metadata["kind"] == "recovery"]
@@ -470,6 +470,14 @@ def test_paraphrase_wide_even_recovery_draw_changes_only_which_refusals_recover(
         if a.metadata.get("kind") == b.metadata.get("kind"):
             assert a == b
     assert even.config["recovery_draw"] == "even" and coin.config["recovery_draw"] == "coin"
+
+
+def test_paraphrase_wide_recovers_sixty_percent_evenly_by_default(mirror):
+    pool = [SafetyPair(f"p{i}", f"Harmful request number {i}.", "I can't help with that.", "test") for i in range(80)]
+    result = apply_mitigation("paraphrase_wide", persona_data(120), pool, Budget(k=30), seed=3, options={"contrast": 0})
+    recovering = [ex.metadata["place"] for ex in safety_examples(result) if ex.metadata["kind"] == "recovery"]
+    assert len(recovering) == 18 and result.config["recovery"] == 0.6 and result.config["recovery_draw"] == "even"
+    assert sorted(set(recovering)) == ["bare", "instruction", "next-turn", "slot", "with-task"]  # spread over places
 
 
 def long_answer_data(n=60):

@@ -14,11 +14,14 @@ gives an attacker, all derived from the user's data (never from a strategy's nam
 - `with-task`: the request before or after one of the user's own task turns (twice the share
   of the others by default).
 
-Two more parts, each a share of the same budget (so the total stays within it); by default 20%
-of the refusals recover and no contrast is spent. The dev ablations (docs/results.md,
-"Developing") chose this: the places alone took the pooled dev phrasings from Paraphrase's
-56.6% to 49.8% non-refusal, the doubled with-task share to 45.0%, 20% recovery to 35.2%, both to
-23.9%, while contrast (25%, with 30% recovery) undid the gain (65.5%):
+Two more parts, each a share of the same budget (so the total stays within it); by default 60%
+of the refusals recover, evenly spaced (`recovery_draw: even`), and no contrast is spent. The dev
+ablations (docs/results.md, "Developing") chose this: the places alone took the pooled dev
+phrasings from Paraphrase's 56.6% to 49.8% non-refusal, the doubled with-task share to 45.0%, 20%
+recovery to 35.2%, both to 23.9%, while contrast (25%, with 30% recovery) undid the gain (65.5%).
+Against `prefix`, 0.6 drawn evenly then took the attack's own frame on dev from 40.3% (0.2 by
+the coin) to 22.8% (0.6 by the coin: 39.7), within the bar on `aoa` and `autoif_aoa` (though the
+latter's own frame rose 10 points); the sets made before are `-O recovery=0.2 -O recovery_draw=coin`:
 
 - `recovery`: a share of the refusals follow a compliance opening the model is shown but not
   trained to write (the frame's own answer opening and the start of a list: Qi et al. 2024,
@@ -65,7 +68,8 @@ PLACES = ("instruction", "slot", "bare", "next-turn", "with-task")
 DEFAULT_PLACES = ("instruction", "slot", "bare", "next-turn", "with-task", "with-task")
 """The places asked in turn by default: the request beside a task turn twice as often as the others
 (dev ablation: docs/results.md, "Developing")."""
-DEFAULT_RECOVERY = 0.2
+DEFAULT_RECOVERY = 0.6
+"""Share of the refusals that recover, drawn evenly by default (was 0.2 by the coin; see above)."""
 CONTRAST_PLACES = ("instruction", "bare", "next-turn")
 """Where a benign request is asked: the places where the request is the whole instruction (in the
 item slot or beside a task turn, the helpful answer would be the task's, not the request's)."""
@@ -229,9 +233,9 @@ class WideOptions(Options):
                            "bianchi-safety's answer benign requests helpfully, which a label frame would train as "
                            "refusals); each other pair of the seed's draw is swapped for a refusing one")
     recovery_draw: Literal["coin", "even"] = Field(
-        "coin", description="which refusals recover: coin (default), each with probability `recovery`, so the number "
-                            "varies by seed (5-11 of 30 at 20%); even, exactly that share, evenly spaced over the "
-                            "examples in turn, so over the places too (the rest of the seed's draw unchanged)")
+        "even", description="which refusals recover: even (default), exactly that share, evenly spaced over the "
+                            "examples in turn, so over the places too; coin, each with probability `recovery`, so the "
+                            "number varies by seed (5-11 of 30 at 20%) (the rest of the seed's draw is the same)")
     pairs_seed: int | None = Field(None, ge=0, description="the seed that draws the safety pairs (default: the "
                                                            "protection's); the rest of the protection (donors, "
                                                            "recovery, mixing) keeps the protection's seed, so the "
@@ -245,8 +249,8 @@ class WideOptions(Options):
         return {"loss": self.loss} if self.loss != "per-token" else None
 
 
-@register_mitigation("paraphrase_wide", "Paraphrase asked at every place the user's frame gives an attacker, 20% of "
-                     "the refusals after an untrained compliance opening, each example weighing as one in the loss (optional: "
+@register_mitigation("paraphrase_wide", "Paraphrase asked at every place the user's frame gives an attacker, 60% of "
+                     "the refusals (evenly spaced) after an untrained compliance opening, each example weighing as one in the loss (optional: "
                      "helpful contrast examples)",
                      options=WideOptions)
 def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
@@ -254,7 +258,7 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
                     contrast: float = 0.0,
                     contrast_model: str = "smollm2-135m",
                     allocation: str = "risk", loss: str = "per-example", pool_filter: str = "all",
-                    recovery_draw: str = "coin", pairs_seed: int | None = None,
+                    recovery_draw: str = "even", pairs_seed: int | None = None,
                     generate: Generate | None = None) -> MitigationResult:
     frames = infer_frames(dataset, seed=seed)
     k = budget.resolve(len(dataset))
