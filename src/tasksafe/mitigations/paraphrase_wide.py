@@ -250,8 +250,8 @@ class WideOptions(Options):
 
 
 @register_mitigation("paraphrase_wide", "Paraphrase asked at every place the user's frame gives an attacker, 60% of "
-                     "the refusals (evenly spaced) after an untrained compliance opening, each example weighing as one in the loss (optional: "
-                     "helpful contrast examples)",
+                     "the refusals (evenly spaced) after an untrained compliance opening, each example weighing as one "
+                     "in the loss (optional: helpful contrast examples)",
                      options=WideOptions)
 def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
                     places: Sequence[str] = DEFAULT_PLACES, recovery: float = DEFAULT_RECOVERY, openings: bool = False,
