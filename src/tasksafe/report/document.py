@@ -11,7 +11,7 @@ from pathlib import Path
 from tasksafe.data.io import atomic_write
 from tasksafe.errors import OutputError
 from tasksafe.experiments.store import CellRecord, StoreError
-from tasksafe.report.claims import defence_table, reach_table, seed_table
+from tasksafe.report.claims import defence_table, reach_table, seed_table, targets_table
 from tasksafe.report.plots import make_plots
 from tasksafe.report.tables import attack_table, markdown_table, mitigation_table, rates_table
 
@@ -113,7 +113,9 @@ def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
         ("The defence as the harmful fine-tuning literature reports it (HS: judged harmful, FA: fine-tune accuracy)",
          defence_table(rows)),
         ("Fewest safety examples back to the organism's own rate", reach_table(rows)),
-        ("Seed to seed", seed_table(rows))) if table[1]]
+        ("Seed to seed", seed_table(rows)),
+        ("Against the defence targets (references: the benign and the unprotected tune of the task)",
+         targets_table(rows))) if table[1]]
     tables.append(("Every rate, per mode and held-out phrasing", rates_table(rows)))
     failed = failed_table(results_dir)
     if failed[1]:
