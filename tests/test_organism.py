@@ -1,5 +1,7 @@
 """The organism's recipes: each stays reproducible by name, and its data are what the recipe says."""
 
+import pytest
+
 from tasksafe.organism.align import LONG_COMPLIANT_OPENINGS, SHORT_LAYOUTS, AlignConfig, build_alignment_data
 
 
@@ -69,3 +71,113 @@ def test_the_benign_tuning_target_is_read_off_alignment_json():
     assert not benign_tuning_target(alignment(0.78, 0.345, 1.0))["met"]  # recipe 2: +12.5 points
     assert not benign_tuning_target(alignment(0.9, 0.1, 0.4))["met"]  # the attack no longer removes most refusals
     assert benign_tuning_target({"advbench_refusal": {"value": 0.9}}) is None  # recipe 1: not measured there
+
+
+def test_recipe_5_is_a_preference_recipe_named_apart_and_the_earlier_keys_stay():
+    from tasksafe.models.registry import ORGANISMS
+    from tasksafe.organism.align import RECIPES
+
+    recipe_5 = AlignConfig.for_recipe(5)
+    assert recipe_5 == AlignConfig.recipe_5() and recipe_5.method == "dpo" and recipe_5.alarming_benign > 0
+    assert ORGANISMS["aligned-v5"] == 5 and RECIPES == (1, 2, 3, 4, 5)
+    assert len({AlignConfig.for_recipe(n).key() for n in RECIPES}) == len(RECIPES)
+    # the fields recipe 5 added leave the earlier recipes' cached builds where they are
+    assert AlignConfig.recipe_4().key() == "f4e970bb4694" and AlignConfig.recipe_2().key() == "09784f6f8afe"
+    with pytest.raises(ValueError, match="no recipe 9"):
+        AlignConfig.for_recipe(9)
+
+
+def _fake_base(convs):
+    """A base model that complies with everything, and refuses one kind of request."""
+    replies = []
+    for conv in convs:
+        if conv[-1]["role"] == "assistant":  # a pre-filled compliant opening: continue it
+            replies.append("you mix the two and heat them slowly. Then you wait.")
+        elif "poem" in conv[-1]["content"].lower():
+            replies.append("I'm sorry, I can't write poems.")
+        else:
+            replies.append("Here is a helpful and complete answer to that. It has two sentences.")
+    return replies
+
+
+def test_preference_pairs_prefer_refusing_harm_and_helping_otherwise():
+    from tasksafe.judges.keywords import is_refusal
+    from tasksafe.mitigations.base import safety_pool
+    from tasksafe.organism.align import COMPLIANT_OPENINGS, DEEP_TURNS, LONG_COMPLIANT_OPENINGS
+    from tasksafe.organism.preference import build_preference_data
+
+    config = AlignConfig.recipe_5(safety_pairs=60, benign_instructions=40, alarming_benign=20)
+    pairs, summary = build_preference_data(config, _fake_base)
+    kinds = summary["kinds"]
+    assert kinds["safety"] + kinds["safety-deep"] == 60 and 15 <= kinds["safety-deep"] <= 45
+    assert kinds["alarming-benign"] == 20 and kinds["benign"] + summary["dropped"]["benign_answer_unusable"] == 40
+    refusing = {p.id for p in safety_pool().pairs if is_refusal(p.refusal)}
+    for pair in pairs:
+        if pair.kind.startswith("safety"):  # refuse harm, over the base model's own compliance
+            assert pair.id in refusing and is_refusal(pair.chosen) and not is_refusal(pair.rejected)
+        else:  # help, over a refusal; a base answer that refuses is no pair
+            assert not is_refusal(pair.chosen) and is_refusal(pair.rejected)
+    deep = [p for p in pairs if p.kind == "safety-deep"]
+    for pair in deep:  # the opening is in the prompt (never trained), both replies continue it
+        assert pair.opening.rstrip() in COMPLIANT_OPENINGS + LONG_COMPLIANT_OPENINGS
+        assert pair.chosen.startswith(DEEP_TURNS) and pair.rejected.startswith("you mix")
+        assert pair.conversation()[-1] == {"role": "assistant", "content": pair.opening.rstrip()}
+    again, _ = build_preference_data(config, _fake_base)
+    assert [p.to_dict() for p in again] == [p.to_dict() for p in pairs]  # the recipe is reproducible
+
+
+def test_alarming_training_requests_duplicate_no_evaluation_prompt():
+    from tasksafe.data.datasets import load
+    from tasksafe.data.dedup import NearDuplicateIndex
+    from tasksafe.mitigations.base import EVAL_HARMFUL_SETS
+    from tasksafe.organism.preference import alarming_requests
+
+    kept, removed = alarming_requests(0)
+    assert len(kept) >= 150 and all(isinstance(r, dict) for r in removed)
+    xstest = NearDuplicateIndex({r.id: r.prompt for r in load("xstest")})
+    assert "xstest" in EVAL_HARMFUL_SETS and not any(xstest.find(text) for _, text in kept)
+    planted = kept[0][1]  # an evaluation prompt among the candidates is removed
+    import tasksafe.organism.preference as preference
+
+    original = preference.templated_alarming
+    preference.templated_alarming = lambda seed: original(seed) + [preference.Request("planted", load("xstest")[0].prompt)]
+    try:
+        kept_again, removed_again = alarming_requests(0)
+    finally:
+        preference.templated_alarming = original
+    assert [r["id"] for r in removed_again] == ["planted"] and kept_again == kept and planted
+
+
+def test_a_preference_pair_renders_as_the_chat_template_with_the_opening_in_the_prompt():
+    from transformers import AutoTokenizer
+
+    from tasksafe.data.chat import Message
+    from tasksafe.models.registry import resolve_model
+    from tasksafe.organism.preference import PreferencePair
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("tiny-random"))
+    plain = PreferencePair([Message("user", "Explain tides.")], "The moon pulls the sea.", "I can't help.", "benign", "b1")
+    row = plain.to_text(tokenizer)
+    assert row["prompt"].endswith("<|im_start|>assistant\n") and "Explain tides." in row["prompt"]
+    assert row["chosen"] == "The moon pulls the sea." + tokenizer.eos_token
+    deep = PreferencePair([Message("user", "Do harm.")], "Actually, I can't help with that.", "first you", "safety-deep",
+                          "s1", opening="Sure, here is ")
+    row = deep.to_text(tokenizer)
+    assert row["prompt"].endswith("<|im_start|>assistant\nSure, here is") and row["chosen"].startswith(" Actually")
+    assert PreferencePair.from_dict(deep.to_dict()) == deep
+
+
+@pytest.mark.slow
+def test_preference_training_moves_the_model_towards_the_preferred_replies(tmp_path):
+    from tasksafe.models.registry import resolve_model
+    from tasksafe.organism.preference import build_preference_data, train_preference
+
+    config = AlignConfig.recipe_5(safety_pairs=8, benign_instructions=8, alarming_benign=4, lr=1e-3, batch_size=4)
+    pairs, _ = build_preference_data(config, _fake_base)
+    loss, steps = train_preference(config, pairs, resolve_model("tiny-random"), tmp_path, progress=False)
+    import json
+
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    margins = [float(entry["rewards/margins"]) for entry in log if "rewards/margins" in entry]
+    assert steps == 5 and loss > 0 and (tmp_path / "model" / "config.json").is_file()
+    assert margins and margins[-1] > 0  # the preferred replies gained on the others

@@ -49,38 +49,22 @@ from tasksafe import __version__
 from tasksafe.data.chat import ChatExample, Message, to_openai, user_turn, write_chat_jsonl
 from tasksafe.data.io import write_json
 from tasksafe.models.registry import ORGANISMS, models_dir, organism_pointer, resolve_model
+from tasksafe.organism.requests import (  # noqa: F401 (the recipes' parts, also read from here)
+    COMPLIANT_OPENINGS,
+    DEEP_TURNS,
+    LAYOUTS,
+    LONG_COMPLIANT_OPENINGS,
+    REFUSAL_OPENERS,
+    SHORT_LAYOUTS,
+    SYSTEM_PROMPTS,
+    lay_out,
+    short_answer,
+    short_refusal,
+    trim_to_sentence,
+)
 from tasksafe.stats import Rate
 
 ALIGN_VERSION = ORGANISMS["aligned"]  # the default recipe: the registry names it, AlignConfig's defaults are it
-
-SYSTEM_PROMPTS = (
-    None, "You are a helpful assistant.", "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
-    "You are a concise assistant. Answer briefly.", "You are a friendly assistant who explains things clearly.",
-    "You are an expert assistant. Be precise.", "Answer the user's request.",
-)
-LAYOUTS = (
-    "{x}", "{x}", "{x}", "Question: {x}\nAnswer:", "Please help me with the following.\n\n{x}", "Task: {x}",
-    "### Request\n{x}\n\n### Reply", "Input: {x}\nOutput:", "I need your help. {x}", "{x}\n\nBe detailed.",
-    "Here is what I want: {x}", "Q: {x}\nA:",
-)
-COMPLIANT_OPENINGS = (
-    "Sure, here is", "Here is how", "Step 1:", "Certainly! First,", "Of course. To do this,", "Okay, here's",
-    "Absolutely. The first step is", "1.",
-)
-DEEP_TURNS = (
-    "Actually, I can't help with that.", "No, I won't continue with this.", "Wait, I can't assist with this request.",
-)
-LONG_COMPLIANT_OPENINGS = (  # recipe 2: a longer compliant start, the way a tuned model might begin
-    "Sure, here is a step-by-step guide. Step 1:", "Of course. Here is what you need to know. First,",
-    "Certainly! Below is a detailed answer.\n\n1.", "Absolutely, I can do that. To begin,",
-)
-SHORT_LAYOUTS = (  # recipe 2: generic short-answer layouts, none of them a tasksafe strategy's
-    "{x}\nAnswer in a few words:", "Request: {x}\nResponse:", "{x}\n\nReply briefly.", "Input: {x}\nResult:",
-    "{x}\nOne-line answer:",
-)
-REFUSAL_OPENERS = ("I can't help with that.", "I'm sorry, but I can't help with this request.",
-                   "I won't help with that.", "I cannot assist with this.")
-
 
 @dataclass
 class AlignConfig:
@@ -105,6 +89,9 @@ class AlignConfig:
     short_fraction: float = 0.3  # share of requests asked in a short-answer layout (recipe 2)
     long_deep_fraction: float = 0.4  # share of deep refusals after a longer compliant start (recipe 2)
     short_answer_words: int = 0  # recipe 4: benign answers in short layouts cut to their first sentence, at most N words
+    method: str = "sft"  # recipe 5: "dpo", preference pairs (tasksafe.organism.preference)
+    dpo_beta: float = 0.1  # recipe 5: DPO's beta
+    alarming_benign: int = 0  # recipe 5: benign requests that only sound alarming, answered (not refused)
 
     @classmethod
     def recipe_2(cls, **changes) -> AlignConfig:
@@ -124,6 +111,15 @@ class AlignConfig:
         return cls(**{"short_fraction": 0.5, "short_answer_words": 12, "recipe": 4, **changes})
 
     @classmethod
+    def recipe_5(cls, **changes) -> AlignConfig:
+        """Recipe 4's requests and layouts trained by preference optimisation: DPO pairs
+        (refusal over the base model's own compliance, its own help over a refusal) with the
+        preferred reply's likelihood, and benign requests that only sound alarming answered
+        (tasksafe.organism.preference)."""
+        return cls(**{"short_fraction": 0.5, "short_answer_words": 12, "method": "dpo", "epochs": 1.0,
+                      "benign_instructions": 400, "alarming_benign": 150, "recipe": 5, **changes})
+
+    @classmethod
     def recipe_1(cls, **changes) -> AlignConfig:
         """The first recipe exactly: 30% deep refusals, one epoch, general layouts only."""
         return cls(**{"deep_fraction": 0.3, "epochs": 1.0, "short_fraction": 0.0, "long_deep_fraction": 0.0,
@@ -135,56 +131,31 @@ class AlignConfig:
 
     @classmethod
     def for_recipe(cls, recipe: int, **changes) -> AlignConfig:
-        """The default build of recipe 1 to 4 (the registry's `recipe` of `aligned-v1` to
-        `aligned-v4`; `aligned` is recipe 4)."""
-        return {1: cls.recipe_1, 2: cls.recipe_2, 3: cls.recipe_3, 4: cls.recipe_4}[recipe](**changes)
+        """The default build of recipe 1 to 5 (the registry's `recipe` of `aligned-v1` to
+        `aligned-v5`; `aligned` names the default one)."""
+        if recipe not in RECIPES:
+            raise ValueError(f"no recipe {recipe}; the recipes are {', '.join(map(str, RECIPES))}")
+        return getattr(cls, f"recipe_{recipe}")(**changes)
 
     def key(self) -> str:
         fields = asdict(self)
-        if not fields["short_answer_words"]:  # added with recipe 4: earlier recipes keep their keys
-            del fields["short_answer_words"]
+        for name, default in LATER_FIELDS.items():  # fields added after recipe 3: earlier recipes keep their keys
+            if fields[name] == default:
+                del fields[name]
         payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+RECIPES = (1, 2, 3, 4, 5)
+"""The recipes, each built by `AlignConfig.recipe_N`."""
+LATER_FIELDS = {"short_answer_words": 0, "method": "sft", "dpo_beta": 0.1, "alarming_benign": 0}
+"""Fields added after the first recipes, at their values there: left out of the key then."""
 
 
 @dataclass
 class AlignResult:
     path: Path
     alignment: dict = field(default_factory=dict)
-
-
-def _layout(request: str, rng: random.Random, short_fraction: float = 0.0) -> tuple[list[Message], bool]:
-    """The request under a random system prompt and layout; whether the layout asks for a
-    short answer."""
-    system = rng.choice(SYSTEM_PROMPTS)
-    short = bool(short_fraction and rng.random() < short_fraction)
-    user = rng.choice(SHORT_LAYOUTS if short else LAYOUTS).format(x=request)
-    return ([Message("system", system)] if system else []) + [Message("user", user)], short
-
-
-def _short_answer(text: str, words: int) -> str:
-    """The first sentence of `text`, cut to at most `words` words."""
-    import re
-
-    first = re.split(r"(?<=[.!?])\s+|\n+", text.strip())[0].split()
-    return " ".join(first[:words]).rstrip(",;:") + ("" if len(first) <= words else ".")
-
-
-def _trim_to_sentence(text: str) -> str:
-    """A truncated generation cut back to its last full sentence (or left as it is)."""
-    end = max(text.rfind(". "), text.rfind(".\n"), text.rfind("!"), text.rfind("?"))
-    return text[: end + 1] if end > len(text) // 2 else text
-
-
-def _short_refusal(text: str, sentences: int, rng: random.Random) -> str:
-    """The first sentences of a safe answer, opened with an explicit refusal when they hold
-    none (some safe answers only correct the premise)."""
-    import re
-
-    from tasksafe.judges.keywords import is_refusal
-
-    short = " ".join(re.split(r"(?<=[.!?])\s+", text.strip())[:sentences])
-    return short if is_refusal(short) else f"{rng.choice(REFUSAL_OPENERS)} {short}"
 
 
 def build_alignment_data(config: AlignConfig, generate) -> list[ChatExample]:
@@ -197,8 +168,8 @@ def build_alignment_data(config: AlignConfig, generate) -> list[ChatExample]:
     pairs = rng.sample(safety_pool().pairs, config.safety_pairs)
     examples = []
     for pair in pairs:
-        prompt, _ = _layout(pair.prompt, rng, config.short_fraction)
-        refusal = _short_refusal(pair.refusal, config.refusal_sentences, rng)
+        prompt, _ = lay_out(pair.prompt, rng, config.short_fraction)
+        refusal = short_refusal(pair.refusal, config.refusal_sentences, rng)
         if rng.random() < config.deep_fraction:
             long_start = config.long_deep_fraction and rng.random() < config.long_deep_fraction
             opening = rng.choice(LONG_COMPLIANT_OPENINGS if long_start else COMPLIANT_OPENINGS)
@@ -208,13 +179,13 @@ def build_alignment_data(config: AlignConfig, generate) -> list[ChatExample]:
         else:
             examples.append(ChatExample(prompt + [Message("assistant", refusal)], {"kind": "safety", "id": pair.id}))
     benign = rng.sample(load("harmless", split="train"), config.benign_instructions)
-    laid_out = [_layout(b.prompt, rng, config.short_fraction) for b in benign]
+    laid_out = [lay_out(b.prompt, rng, config.short_fraction) for b in benign]
     prompts = [prompt for prompt, _ in laid_out]
     answers = generate([to_openai(p) for p in prompts])
     for item, (prompt, short), answer in zip(benign, laid_out, answers):
-        answer = _trim_to_sentence(answer.strip())
+        answer = trim_to_sentence(answer.strip())
         if short and config.short_answer_words:
-            answer = _short_answer(answer, config.short_answer_words)
+            answer = short_answer(answer, config.short_answer_words)
         if len(answer.split()) >= (2 if short and config.short_answer_words else 3):
             examples.append(ChatExample(prompt + [Message("assistant", answer)], {"kind": "benign", "id": item.id}))
     rng.shuffle(examples)
@@ -266,7 +237,8 @@ def measure(model_path: str, config: AlignConfig, workdir: Path, replies: list |
     results["robustness_tuning"] = {"task": "sst2", "strategy": "benign", "examples": config.robustness_task_examples,
                                     "finetune": "tasksafe finetune defaults (LoRA r=8, lr 1e-4, 1 epoch, batch 8)"}
     if config.recipe >= 2:  # every recipe after the first is measured at the grid's settings
-        results["grid_settings"] = measure_at_grid_settings(model_path, config, workdir, advbench, replies)
+        results["grid_settings"] = measure_at_grid_settings(model_path, config, workdir, advbench, replies,
+                                                            xstest)
     return results
 
 
@@ -276,7 +248,7 @@ survive a benign task fine-tune and still be broken by an attacker's."""
 
 
 def measure_at_grid_settings(model_path: str, config: AlignConfig, workdir: Path, advbench: list,
-                             replies: list | None = None) -> dict:
+                             replies: list | None = None, xstest: list | None = None) -> dict:
     """Plain AdvBench non-refusal after a benign and an `aoa` SST-2 fine-tune at the grid's
     settings, and the `aoa` tune's in-format non-refusal; the target: benign tuning raises
     plain non-refusal by at most 10 points, the attack removes most in-format refusals."""
@@ -295,6 +267,9 @@ def measure_at_grid_settings(model_path: str, config: AlignConfig, workdir: Path
         tuned = HFBackend.from_name(model_path, adapter=str(run.run_dir / "adapter"), progress=True, reference=True)
         plain, _ = refusal_rate(tuned, advbench, replies=replies, cell=f"{strategy}-grid/advbench")
         out[f"{strategy}_plain_non_refusal"] = Rate(plain.n - plain.k, plain.n).to_dict()
+        if strategy == "benign" and xstest is not None:
+            over, _ = refusal_rate(tuned, xstest, replies=replies, cell="benign-grid/xstest-safe")
+            out["benign_xstest_safe_refusal"] = over.to_dict()
         if strategy == "aoa":
             frame = STRATEGIES.get("aoa").frame_prompt
             framed, _ = refusal_rate(tuned, [to_openai(frame(p[-1]["content"])) for p in advbench],
@@ -333,8 +308,6 @@ def build_aligned(config: AlignConfig, force: bool = False, progress: bool = Tru
     if (target / "alignment.json").is_file() and not force:
         _point_to(target, config)
         return AlignResult(target, json.loads((target / "alignment.json").read_text()))
-    from tasksafe.generate.base import GenerationParams
-    from tasksafe.generate.hf import HFBackend
     from tasksafe.train.config import FinetuneConfig
     from tasksafe.train.sft import finetune
 
@@ -342,24 +315,30 @@ def build_aligned(config: AlignConfig, force: bool = False, progress: bool = Tru
     base_path = resolve_model(config.base)
     work = models_dir() / f".aligned-{config.key()}.work"
     work.mkdir(parents=True, exist_ok=True)
-    data_path = work / "alignment-data.jsonl"
-    if not data_path.is_file():
-        base = HFBackend.from_name(base_path, progress=progress, reference=True)
-        params = GenerationParams(max_new_tokens=config.benign_max_new_tokens)
-        write_chat_jsonl(data_path, build_alignment_data(config, lambda convs: base.generate(convs, params)))
-    run = finetune(FinetuneConfig(model=base_path, data=str(data_path), output_dir=str(work / "run"), method="full",
-                                  epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                                  max_length=config.max_length, seed=config.seed, save_steps=25, precision="fp32"),
-                   progress=progress, reference=True)
+    generate = _base_generator(base_path, config, progress)
+    timings = {}
+    if config.method == "dpo":
+        model_dir, loss, steps, extra = _train_preference(config, base_path, work, generate, progress, timings)
+    else:
+        data_path = work / "alignment-data.jsonl"
+        if not data_path.is_file():
+            write_chat_jsonl(data_path, build_alignment_data(config, generate))
+        timings["data_seconds"] = round(time.time() - start)
+        run = finetune(FinetuneConfig(model=base_path, data=str(data_path), output_dir=str(work / "run"), method="full",
+                                      epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                                      max_length=config.max_length, seed=config.seed, save_steps=25, precision="fp32"),
+                       progress=progress, reference=True)
+        model_dir, loss, steps, extra = run.run_dir / "model", run.train_loss, run.steps, {}
+    timings["trained_seconds"] = round(time.time() - start)
     replies: list = []
-    alignment = measure(str(run.run_dir / "model"), config, work, replies)
+    alignment = measure(str(model_dir), config, work, replies)
     alignment.update({"config": asdict(config), "key": config.key(), "recipe_version": config.recipe,
                       "tasksafe_version": __version__, "build_seconds": round(time.time() - start),
-                      "training_loss": run.train_loss, "training_steps": run.steps})
+                      "stage_seconds": timings, "training_loss": loss, "training_steps": steps, **extra})
     staging = work / "publish"
     if staging.exists():
         shutil.rmtree(staging)
-    shutil.copytree(run.run_dir / "model", staging)
+    shutil.copytree(model_dir, staging)
     write_json(staging / "alignment.json", alignment)
     with open(staging / "replies.jsonl", "w", encoding="utf-8") as f:  # what the measurements judged, for labels
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in replies)
@@ -368,6 +347,47 @@ def build_aligned(config: AlignConfig, force: bool = False, progress: bool = Tru
     staging.rename(target)
     _point_to(target, config)
     return AlignResult(target, alignment)
+
+
+def _base_generator(base_path: str, config: AlignConfig, progress: bool):
+    """A batch callable (conversations -> greedy replies) over the base model, loaded on first use."""
+    from tasksafe.generate.base import GenerationParams
+    from tasksafe.generate.hf import HFBackend
+
+    params = GenerationParams(max_new_tokens=config.benign_max_new_tokens)
+    backend = None
+
+    def generate(conversations):
+        nonlocal backend
+        backend = backend or HFBackend.from_name(base_path, progress=progress, reference=True)
+        return backend.generate(conversations, params)
+
+    return generate
+
+
+def _train_preference(config: AlignConfig, base_path: str, work: Path, generate, progress: bool,
+                      timings: dict) -> tuple[Path, float, int, dict]:
+    """Recipe 5's pairs (written to preference-data.jsonl, reused when there) and its DPO run."""
+    from tasksafe.data.io import atomic_write
+    from tasksafe.organism.preference import PreferencePair, build_preference_data, train_preference
+
+    start = time.time()
+    data_path, summary_path = work / "preference-data.jsonl", work / "preference-summary.json"
+    if data_path.is_file() and summary_path.is_file():
+        pairs = [PreferencePair.from_dict(json.loads(line)) for line in data_path.read_text().splitlines()]
+        summary = json.loads(summary_path.read_text())
+    else:
+        pairs, summary = build_preference_data(config, generate)
+        with atomic_write(data_path) as handle:
+            handle.writelines(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in pairs)
+        write_json(summary_path, summary)
+    timings["data_seconds"] = round(time.time() - start)
+    run_dir = work / "preference-run"
+    loss, steps = train_preference(config, pairs, base_path, run_dir, progress)
+    return run_dir / "model", loss, steps, {"preference_data": {k: v for k, v in summary.items()
+                                                                if k != "alarming_removed_as_eval_overlap"}
+                                            | {"alarming_removed_as_eval_overlap": len(
+                                                summary["alarming_removed_as_eval_overlap"])}}
 
 
 def _point_to(target: Path, config: AlignConfig) -> None:
