@@ -142,7 +142,7 @@ def test_a_mitigation_carries_its_knowledge_in_its_registry_entry():
     from tasksafe.experiments.spec import Spec
     from tasksafe.mitigations import MITIGATIONS, mitigation_options
 
-    assert {n for n in MITIGATIONS if not MITIGATIONS.info(n)["adds_examples"]} == {"none", "ptst", "safelora"}
+    assert {n for n in MITIGATIONS if not MITIGATIONS.info(n)["adds_examples"]} == {"none", "ptst", "safelora", "constrained"}
     assert MITIGATIONS.info("safelora")["post_training"] is not None and MITIGATIONS.info("mix")["post_training"] is None
     assert mitigation_options("safelora", {"threshold": "0.3"}).threshold == 0.3
     with pytest.raises(UserError, match=r"safelora option threshold: Input should be less than or equal to 1"):

@@ -1,7 +1,7 @@
 """Mitigations: provider-side transformations (user dataset, safety pool, budget, seed) ->
 training set + optional inference hook. `paraphrase` is the defence; the rest are baselines."""
 
-from tasksafe.mitigations import baselines, paraphrase, paraphrase_wide, safelora  # noqa: F401  (register them)
+from tasksafe.mitigations import baselines, constrained, paraphrase, paraphrase_wide, safelora  # noqa: F401  (register them)
 from tasksafe.mitigations.base import (
     EVAL_HARMFUL_SETS,
     MITIGATIONS,

@@ -84,18 +84,82 @@ def trained_positions_loss(model, inputs: dict, num_items_in_batch=None, per_exa
     logits = base.get_output_embeddings()(hidden[:, :-1][trained]).float()
     if per_example:
         losses = F.cross_entropy(logits, targets[trained], reduction="none")
-        rows = trained.nonzero()[:, 0]  # the example of each trained token, in the same order
-        counts = trained.sum(dim=1)
-        sums = losses.new_zeros(labels.shape[0]).index_add(0, rows, losses)
-        present = counts > 0
-        means = sums[present] / counts[present]
-        examples = present.sum().clamp(min=1) * (accumulation if num_items_in_batch is not None else 1)
-        return means.sum() / examples
+        return _per_example_mean(losses, trained, num_items_in_batch, accumulation)
     total = F.cross_entropy(logits, targets[trained], reduction="sum")
     return total / (num_items_in_batch if num_items_in_batch is not None else trained.sum().clamp(min=1))
 
 
-def _trainer_class(plain_loss: bool, reference: bool = False, per_example: bool = False):
+def _per_example_mean(losses, trained, num_items_in_batch, accumulation: int):
+    """The mean over examples of each example's mean token loss (`losses`: one per trained
+    token, in `trained.nonzero()` order), over the accumulated micro-batches when the Trainer
+    counts across them."""
+    rows = trained.nonzero()[:, 0]  # the example of each trained token, in the same order
+    counts = trained.sum(dim=1)
+    sums = losses.new_zeros(trained.shape[0]).index_add(0, rows, losses)
+    present = counts > 0
+    means = sums[present] / counts[present]
+    examples = present.sum().clamp(min=1) * (accumulation if num_items_in_batch is not None else 1)
+    return means.sum() / examples
+
+
+def reply_positions(trained):
+    """For each position of a (batch, length) mask of trained tokens, its place in its run of
+    trained tokens: 1 for the first token of a reply (or after an untrained opening), 2 for the
+    next, ...; 0 where nothing is trained.
+
+    >>> import torch
+    >>> reply_positions(torch.tensor([[False, True, True, False, True]])).tolist()
+    [[0, 1, 2, 0, 1]]
+    """
+    import torch
+
+    index = torch.arange(trained.shape[1], device=trained.device).expand_as(trained)
+    last_untrained = torch.where(trained, torch.full_like(index, -1), index).cummax(dim=1).values
+    return torch.where(trained, index - last_untrained, torch.zeros_like(index))
+
+
+def constrained_loss(model, inputs: dict, constraint, reference_model=None, num_items_in_batch=None,
+                     per_example: bool = False, accumulation: int = 1):
+    """The token-wise constrained objective (tasksafe.train.objective) at the trained positions.
+    The reference log-probabilities come from one forward pass per batch without gradients: the
+    LoRA model with its adapter switched off, or `reference_model` (a frozen copy of the starting
+    weights) for a full fine-tune. Reduced like the plain loss (per token, or per example)."""
+    import torch
+    import torch.nn.functional as F
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    labels = inputs["labels"]
+    targets = labels[:, 1:]
+    trained = targets != -100
+    forward = {"input_ids": inputs["input_ids"], "attention_mask": inputs.get("attention_mask"),
+               "position_ids": inputs.get("position_ids"), "use_cache": False}
+    hidden = base.get_decoder()(**forward).last_hidden_state
+    logprobs = F.log_softmax(base.get_output_embeddings()(hidden[:, :-1][trained]).float(), dim=-1)
+    with torch.no_grad():
+        if reference_model is None:
+            with model.disable_adapter():
+                ref_hidden = base.get_decoder()(**forward).last_hidden_state
+            ref_head = base.get_output_embeddings()
+        else:
+            ref_hidden = reference_model.get_decoder()(**forward).last_hidden_state
+            ref_head = reference_model.get_output_embeddings()
+        ref_logprobs = F.log_softmax(ref_head(ref_hidden[:, :-1][trained]).float(), dim=-1)
+    chosen = targets[trained].unsqueeze(1)
+    ratio = logprobs.gather(1, chosen).squeeze(1) - ref_logprobs.gather(1, chosen).squeeze(1)
+    positions = reply_positions(trained)[trained]
+    beta = torch.where(positions == 1, constraint.beta_first,
+                       torch.where(positions <= constraint.early_tokens, constraint.beta_early, constraint.beta_rest))
+    beta = beta.to(ratio.dtype)
+    losses = -(2 / beta) * F.logsigmoid(beta * ratio)
+    if constraint.kl:
+        losses = losses + constraint.kl * (ref_logprobs.exp() * (ref_logprobs - logprobs)).sum(dim=-1)
+    if per_example:
+        return _per_example_mean(losses, trained, num_items_in_batch, accumulation)
+    return losses.sum() / (num_items_in_batch if num_items_in_batch is not None else trained.sum().clamp(min=1))
+
+
+def _trainer_class(plain_loss: bool, reference: bool = False, per_example: bool = False, constraint=None,
+                   reference_model=None):
     """TRL's SFTTrainer; on CPU, or for a per-example loss on any device, with
     `trained_positions_loss`.
 
@@ -103,10 +167,10 @@ def _trainer_class(plain_loss: bool, reference: bool = False, per_example: bool 
     token-accuracy metrics every step; that saves GPU memory on large vocabularies, but on
     CPU it was measurably slower (docs/benchmarks.md), and transformers' own loss computes the
     output layer at every position. The loss is the same: mean negative log-likelihood over the
-    assistant tokens."""
+    assistant tokens. With a `constraint` (on any device) the loss is `constrained_loss`."""
     from trl import SFTTrainer
 
-    if not plain_loss and not per_example:
+    if not plain_loss and not per_example and constraint is None:
         return SFTTrainer
 
     class TrainedPositionsSFTTrainer(SFTTrainer):
@@ -121,8 +185,12 @@ def _trainer_class(plain_loss: bool, reference: bool = False, per_example: bool 
                 return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                             num_items_in_batch=num_items_in_batch)
             averaged = per_example and model.training  # validation keeps the per-token loss, comparable across runs
-            loss = trained_positions_loss(model, inputs, num_items_in_batch, per_example=averaged,
-                                          accumulation=self.args.gradient_accumulation_steps)
+            if constraint is not None and model.training:
+                loss = constrained_loss(model, inputs, constraint, reference_model, num_items_in_batch,
+                                        per_example=averaged, accumulation=self.args.gradient_accumulation_steps)
+            else:
+                loss = trained_positions_loss(model, inputs, num_items_in_batch, per_example=averaged,
+                                              accumulation=self.args.gradient_accumulation_steps)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None and not averaged:
                 loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does (a per-example mean
                 # is already a mean on each device, and the devices' gradients are averaged)
@@ -155,14 +223,20 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
     model, tokenizer = load_model(config.model, precision=train_precision(config, device))
     model.train()
     dataset = tokenize_dataset(tokenizer, read_examples(config.data), config.max_length)
-    training = (meta or {}).get("training") or {}
+    objective = training_objective(config.data, meta)
     write_json(run_dir / "config.json", {**config.model_dump(mode="json"), "tasksafe_version": __version__,
-                                         "examples": len(dataset), "loss": training.get("loss", "per-token")})
+                                         "examples": len(dataset), "loss": objective.loss,
+                                         **({"objective": objective.to_sidecar()} if objective.constrained else {})})
     write_json(run_dir / "hook.json", (meta or {}).get("inference_hook"))
     if post_training:
         write_json(run_dir / "post_training.json", post_training)
+    reference_model = None
+    if objective.constrained and config.method == "full":  # a LoRA run's reference is its base, adapter off
+        reference_model, _ = load_model(config.model, precision=train_precision(config, device))
+        reference_model.requires_grad_(False)
     trainer = _trainer(config, model, tokenizer, dataset, run_dir, progress, callbacks, reference,
-                       per_example=training.get("loss") == "per-example")
+                       per_example=objective.loss == "per-example", constraint=objective.constrained,
+                       reference_model=reference_model)
     resume = _last_complete_checkpoint(run_dir)
     if resume:
         write_json(run_dir / "resumed_from.json", {"checkpoint": resume})
@@ -180,6 +254,22 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
                      int(trainer.state.num_input_tokens_seen or 0), valid_loss, getattr(trainer, "computed_tokens", 0))
 
 
+def training_objective(data: str | Path, meta: dict | None):
+    """The objective a protected set's sidecar asks for (plain SFT without one); a sidecar that
+    asks for one this version does not know is an error naming the file."""
+    from pydantic import ValidationError
+
+    from tasksafe.data.sidecar import sidecar_path
+    from tasksafe.errors import UserError
+    from tasksafe.settings import validation_message
+    from tasksafe.train.objective import TrainingObjective
+
+    try:
+        return TrainingObjective.model_validate((meta or {}).get("training") or {})
+    except ValidationError as err:
+        raise UserError(validation_message(err, f"{sidecar_path(data)}: training")) from None
+
+
 def _validation_loss(trainer, tokenizer, config: FinetuneConfig, run_dir: Path) -> float | None:
     """The trained model's loss on `config.validation_data` (assistant tokens, as in training),
     written to validation.json; None without validation data."""
@@ -193,7 +283,7 @@ def _validation_loss(trainer, tokenizer, config: FinetuneConfig, run_dir: Path) 
 
 
 def _trainer(config: FinetuneConfig, model, tokenizer, dataset, run_dir: Path, progress: bool, callbacks,
-             reference: bool = False, per_example: bool = False):
+             reference: bool = False, per_example: bool = False, constraint=None, reference_model=None):
     """TRL's trainer for `config`, with CPU-aware settings and a callback that keeps the log."""
     import torch
     from transformers import TrainerCallback
@@ -224,7 +314,8 @@ def _trainer(config: FinetuneConfig, model, tokenizer, dataset, run_dir: Path, p
             with atomic_write(run_dir / "train_log.json") as handle:
                 json.dump(state.log_history, handle, indent=1)
 
-    trainer_class = _trainer_class(plain_loss=on_cpu, reference=reference, per_example=per_example)
+    trainer_class = _trainer_class(plain_loss=on_cpu, reference=reference, per_example=per_example,
+                                   constraint=constraint, reference_model=reference_model)
     trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                             peft_config=peft_config, callbacks=[KeepLog(), *(callbacks or [])])
     if not progress:  # without a bar transformers prints every log as a dict; train_log.json keeps them
