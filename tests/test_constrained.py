@@ -147,3 +147,59 @@ def test_a_protected_set_trains_with_the_constrained_objective_against_its_start
     curve = [entry["loss"] for entry in run.log if "loss" in entry]
     assert curve[0] == pytest.approx(expected, rel=1e-3)
     assert curve[-1] < curve[0]  # and it trains
+
+
+def test_recovery_examples_comply_for_a_few_untrained_words_then_refuse():
+    from transformers import AutoTokenizer
+
+    from tasksafe.judges import is_refusal
+    from tasksafe.mitigations import MITIGATIONS, Budget
+    from tasksafe.mitigations.recovery import RECOVERY_TURNS
+    from tasksafe.train import tokenize_example
+    from tests.test_frame import POOL
+    from tests.test_mitigations import USER_DATA, safety_examples
+
+    result = MITIGATIONS.get("recovery")(USER_DATA, POOL, Budget(k=12), 0, max_words=20)
+    added = safety_examples(result)
+    assert len(added) == 12 and [e for e in result.examples if e not in added] == USER_DATA
+    recovering = [e for e in added if e.metadata["kind"] == "recovery"]
+    assert 6 <= len(recovering) <= 12 and result.info["recovering"] == len(recovering)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("tiny-random"))
+    for example in recovering:
+        prefix, reply = example.metadata["untrained_prefix"], example.messages[-1].content
+        assert 1 <= len(prefix.split()) <= 20 and reply.startswith(prefix)
+        assert reply[len(prefix):].startswith(RECOVERY_TURNS) and is_refusal(reply[len(prefix):])
+        row = tokenize_example(tokenizer, example)  # the compliant start is masked out of the loss
+        trained = tokenizer.decode([i for i, m in zip(row["input_ids"], row["assistant_masks"]) if m])
+        assert trained.strip().startswith(RECOVERY_TURNS) and prefix.strip() not in trained
+    plain = MITIGATIONS.get("recovery")(USER_DATA, POOL, Budget(k=5), 0, max_words=0)
+    assert all(e.metadata["kind"] == "safety" for e in safety_examples(plain))  # no start: Qi's plain refusals
+
+
+def test_a_composition_is_its_data_mitigation_trained_with_the_other(tmp_path):
+    from tasksafe.data.chat import read_examples
+    from tasksafe.experiments.spec import Spec
+    from tasksafe.mitigations import MITIGATIONS, Budget, mitigation_options, register_composition
+    from tasksafe.mitigations.protect import protect_file
+    from tests.test_mitigations import USER_DATA
+
+    write_chat_jsonl(tmp_path / "user.jsonl", USER_DATA)
+    alone = protect_file(tmp_path / "user.jsonl", tmp_path / "alone.jsonl", "paraphrase", Budget(k=4), seed=1,
+                         options={"placement": "slot"})
+    both = protect_file(tmp_path / "user.jsonl", tmp_path / "both.jsonl", "paraphrase+constrained", Budget(k=4),
+                        seed=1, options={"placement": "slot", "beta_rest": 0.2})
+    assert read_examples(tmp_path / "both.jsonl") == read_examples(tmp_path / "alone.jsonl")  # the data is paraphrase's
+    assert both["training"] == {"constrained": {**TokenConstraint().model_dump(), "beta_rest": 0.2}}
+    assert alone["training"] is None and both["safety_ids"] == alone["safety_ids"]
+    parts = both["mitigation"]["parts"]
+    assert both["mitigation"]["name"] == "paraphrase+constrained" and [p["name"] for p in parts] == [
+        "paraphrase", "constrained"]
+    assert parts[0] == alone["mitigation"] and parts[1]["beta_rest"] == 0.2  # what was applied, each part's options
+    wide = mitigation_options("paraphrase_wide+constrained", {}).training()
+    assert wide == {"loss": "per-example", "constrained": TokenConstraint().model_dump()}  # both parts' asks
+    assert MITIGATIONS.info("paraphrase+constrained")["adds_examples"]
+    Spec(name="x", tasks=["sst2"], strategies=["aoa"], mitigations=["paraphrase+constrained"], budgets=[3])
+    from tasksafe.errors import UserError
+
+    with pytest.raises(UserError, match="a data mitigation and a training-only one"):
+        register_composition("constrained", "paraphrase")

@@ -555,7 +555,9 @@ def test_a_protections_inference_hook_reaches_training_the_gate_and_chat(tmp_pat
     ({"mitigation": "paraphrse"}, "paraphrse"), ({"models": ["tiny-random", "gpt-4o"]}, "gpt-4o"),
     ({"mitigation": "safelora", "upstream": {"base_url": "https://example.test/v1"}}, "upstream"),
     ({"mitigation": "paraphrase_wide", "mitigation_options": {"loss": "per-example"},
-      "upstream": {"base_url": "https://example.test/v1"}}, "per-example.*train locally")])
+      "upstream": {"base_url": "https://example.test/v1"}}, "per-example.*train locally"),
+    ({"mitigation": "paraphrase+constrained", "upstream": {"base_url": "https://example.test/v1"}},
+     "constrained.*train locally")])
 def test_a_policy_with_an_unknown_name_is_refused_when_it_is_loaded(tmp_path, policy, named):
     from tasksafe.errors import UserError
     from tasksafe.gateway.worker import Policy
@@ -565,6 +567,17 @@ def test_a_policy_with_an_unknown_name_is_refused_when_it_is_loaded(tmp_path, po
     path.write_text(json.dumps(policy))
     with pytest.raises(UserError, match=named):
         load_settings(Policy, str(path))
+
+
+def test_a_policy_takes_a_composed_mitigation_with_both_parts_options(tmp_path):
+    from tasksafe.gateway.worker import Policy
+    from tasksafe.settings import load_settings
+
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"mitigation": "paraphrase+constrained",
+                                "mitigation_options": {"placement": "slot", "beta_rest": 0.2}}))
+    policy = load_settings(Policy, str(path))
+    assert policy.mitigation == "paraphrase+constrained" and policy.mitigation_options["beta_rest"] == 0.2
 
 
 def test_serve_refuses_to_start_without_the_data_its_policy_needs(tmp_path, monkeypatch):
