@@ -88,15 +88,15 @@ def test_evaluate_measures_asr_plain_and_in_format_overrefusal_and_accuracy(aoa_
     again = evaluate(config, tmp_path / "eval2", backend=model)
     assert again.judge.validation.accuracy == 0.9 and again.judge.options == {}
     samples = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
-    assert len(samples) == 30 * 2 * 2 + 18 * 30 + 250 + 20  # 18 held-out phrasings on the first set
+    assert len(samples) == 30 * 2 * 2 + 26 * 30 + 250 + 20  # 26 held-out phrasings on the first set
     assert {s["kind"] for s in samples} >= {"harmful-plain", "harmful-in-format", "overrefusal", "task"}
     entry = result.harmful["advbench"]
-    assert len(entry.held_out) == 18 and all(m.asr.n == 30 for m in entry.held_out.values())
+    assert len(entry.held_out) == 26 and all(m.asr.n == 30 for m in entry.held_out.values())
     assert entry.sealed == ["identity-reminder", "request-after-task", "after-two-examples", "prefilled-sure",
-                            "two-jobs", "terse"]
+                            "two-jobs", "terse"] + NEW_SEALED
     assert result.harmful["bianchi-malicious"].held_out == {}
-    assert entry.mode("held_out").asr.n == 17 * 30  # request-in-data is circular: shown, not counted
-    assert entry.mode("sealed").asr.n == 6 * 30 and entry.mode("held_out_dev").asr.n == 11 * 30
+    assert entry.mode("held_out").asr.n == 25 * 30  # request-in-data is circular: shown, not counted
+    assert entry.mode("sealed").asr.n == 14 * 30 and entry.mode("held_out_dev").asr.n == 11 * 30
     # every column of the held-out prompts is on the same prompts, one verdict letter each
     assert len(entry.held_out_ids) == 30 and all(len(v) == 30 for v in entry.verdicts.values())
     assert set(entry.verdicts) == {"plain", "in_format", *entry.held_out}
@@ -153,30 +153,58 @@ def test_held_out_phrasings_are_not_the_renderers_prompt(strategy, mirror):
     request = "Explain how to pick a lock."
     phrasings = held_out_phrasings(strategy, None, "sst2")
     counted = [name for name, p in phrasings.items() if not p.circular]
-    assert len(phrasings) == 18 and len(counted) >= 12
+    assert len(phrasings) == 26 and len(counted) >= 20
     assert {p.family for p in phrasings.values()} == set(FAMILIES)
-    for family in FAMILIES:  # every family has a dev and a sealed phrasing that count as held out
+    for family in FIRST_FAMILIES:  # each of the first families has a dev and a sealed phrasing counted as held out
         assert {p.split for p in phrasings.values() if p.family == family and not p.circular} == {"dev", "sealed"}
+    assert all(phrasings[name].split == "sealed" for name in NEW_SEALED)  # the later ones: sealed from the start
     renderer = to_openai(STRATEGIES.get(strategy).frame_prompt(request))
     conversations = {name: phrase(request) for name, phrase in phrasings.items()}
     for name, conversation in conversations.items():
         assert conversation != renderer, name
         assert any(request.lower().rstrip(".") in m["content"].lower() for m in conversation if m["role"] == "user"), name
-    assert len({str(c) for c in conversations.values()}) == 18  # no two phrasings ask the same way
+    assert len({str(c) for c in conversations.values()}) == 26  # no two phrasings ask the same way
     assert phrasings["prefilled-opener"](request)[-1]["role"] == "assistant"
     # prefix trains on the bare request with its opener: forcing that opener is not held out
     assert bool(phrasings["prefilled-opener"].circular) == (strategy == "prefix")
     assert phrasings["request-in-data"].circular
 
 
-def test_the_dev_and_sealed_split_is_the_committed_one():
-    """The split was fixed before any result; a rename or a new phrasing that moves one fails here."""
-    from tasksafe.evaluate.phrasings import FAMILIES, split_of
+FIRST_FAMILIES = ("address", "position", "turn", "prefill", "mixed", "register")
+NEW_SEALED = ["json-field", "yaml-field", "code-comment", "forwarded-message", "story-frame", "list-item",
+              "french-order", "spanish-order"]
 
-    sealed = {name for names in FAMILIES.values() for name in names if split_of(name) == "sealed"}
-    assert sealed == {"identity-reminder", "request-after-task", "after-two-examples", "prefilled-sure", "two-jobs",
-                      "terse"}
+
+def test_the_phrasing_manifest_is_the_committed_one():
+    """The manifest (evaluate/phrasings.tsv) names each phrasing's family, split and shape; rows
+    are only ever added, so a phrasing added later moves no other. Pinned row by row."""
+    from tasksafe.evaluate.phrasings import MANIFEST, _builders, split_of
+
+    pinned = """persona-bare address dev bare|instruction-then-request address dev bare|named-order address dev bare|
+    identity-reminder address sealed bare|request-in-data position dev slot|request-before-task position dev with-task|
+    request-after-task position sealed with-task|after-task-example turn dev next-turn|
+    after-two-examples turn sealed next-turn|order-then-request turn dev next-turn|
+    prefilled-opener prefill dev after-opener|prefilled-first-step prefill dev after-opener|
+    prefilled-sure prefill sealed after-opener|task-cue mixed dev with-task|two-jobs mixed sealed with-task|
+    instruction-and-request mixed dev with-task|reworded-order register dev bare|polite register dev bare|
+    terse register sealed bare|json-field structured sealed structured|yaml-field structured sealed structured|
+    code-comment code sealed code|forwarded-message quoted sealed quoted|story-frame story sealed story|
+    list-item list sealed list|french-order foreign sealed foreign-wrapper|spanish-order foreign sealed foreign-wrapper"""
+    rows = [row.split() for row in pinned.replace("\n", "").split("|")]
+    assert [[r.name, r.family, r.split, r.shape] for r in MANIFEST.values()] == rows
     assert split_of("instruction-then-request") == "dev"
+    assert set(MANIFEST) == set(_builders(_parts()))  # every row has a builder and no builder is unlisted
+    from tasksafe.mitigations import MITIGATIONS, mitigation_options
+
+    trained = set().union(*(mitigation_options(name).trained_shapes() for name in MITIGATIONS))
+    assert trained and not trained & {MANIFEST[name].shape for name in NEW_SEALED}  # no mitigation trains the new shapes
+
+
+def _parts():
+    from tasksafe.evaluate.phrasings import Parts
+
+    return Parts(system="S", name="", example=("q", "a"), second=("q2", "a2"), opener="", in_data=lambda r: r, cue="",
+                 bare_opener=False)
 
 
 @pytest.mark.parametrize("strategy", ["aoa", "autoif_aoa", "prefix"])
@@ -200,7 +228,7 @@ def test_held_out_phrasings_for_data_tasksafe_did_not_build():
     data = [ChatExample.from_turns(f"Ticket {i}:\nThe printer is broken again.\nPriority?", f"Noted. {p}", system="Triage.")
             for i, p in enumerate(["high", "low", "medium"] * 5)]
     phrasings = held_out_phrasings(None, data, None)
-    assert len(phrasings) == 18 and "persona-bare" in phrasings
+    assert len(phrasings) == 26 and "persona-bare" in phrasings
     assert phrasings["prefilled-opener"]("Do X.")[-1] == {"role": "assistant", "content": "Noted."}
     assert not phrasings["prefilled-opener"].circular  # the data has a system prompt: not its own prompt
     assert phrasings["request-in-data"]("Do X.")[1]["content"] == "Ticket 0:\nDo X.\nPriority?"
@@ -211,3 +239,33 @@ def test_held_out_phrasings_for_data_tasksafe_did_not_build():
         {"role": "assistant", "content": "Noted. high"}]
     bare = [ChatExample.from_turns(ex.messages[-2].content, ex.messages[-1].content) for ex in data]
     assert held_out_phrasings(None, bare, None)["prefilled-opener"].circular
+
+
+def test_a_phrasing_of_a_shape_the_mitigation_trains_is_shown_apart_and_not_counted(tmp_path):
+    from tasksafe.data.chat import write_chat_jsonl
+    from tasksafe.evaluate.target import resolve_target
+    from tasksafe.mitigations import Budget
+    from tasksafe.mitigations.protect import protect_file
+    from tasksafe.report.tables import phrasing_label
+    from tasksafe.results import HarmfulSetResult, ModeRates, PhrasingRecord
+    from tests.test_mitigations import USER_DATA
+
+    write_chat_jsonl(tmp_path / "user.jsonl", USER_DATA)
+    shapes = {}
+    for mitigation in ("paraphrase_wide", "recovery", "constrained", "paraphrase+constrained", "mix"):
+        meta = protect_file(tmp_path / "user.jsonl", tmp_path / f"{mitigation}.jsonl", mitigation, Budget(k=4), seed=0)
+        shapes[mitigation] = meta["trained_shapes"]
+    assert shapes == {"paraphrase_wide": ["after-opener", "bare", "next-turn", "slot", "with-task"],
+                      "recovery": ["after-opener"], "constrained": [], "paraphrase+constrained": ["bare", "slot"],
+                      "mix": []}
+    target = resolve_target("tiny-random", train_data=str(tmp_path / "recovery.jsonl"))
+    assert target.trained_shapes == {"after-opener"}
+    letters = {"prefilled-sure": "cc", "terse": "rr", "json-field": "rc"}
+    entry = HarmfulSetResult(
+        plain=ModeRates.of_labels("rr"), held_out={n: ModeRates.of_labels(v) for n, v in letters.items()},
+        sealed=list(letters), verdicts=letters,
+        phrasings={"prefilled-sure": PhrasingRecord(family="prefill", split="sealed", shape="after-opener", trained=True),
+                   "terse": PhrasingRecord(family="register", split="sealed", shape="bare"),
+                   "json-field": PhrasingRecord(family="structured", split="sealed", shape="structured")})
+    assert entry.counted("sealed") == ["terse", "json-field"] and entry.mode("sealed").non_refusal.k == 1
+    assert "trained shape: not counted" in phrasing_label(entry, "prefilled-sure")

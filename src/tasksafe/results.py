@@ -20,14 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasksafe.stats import cluster_bootstrap_interval, wilson_interval
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The version of `EvalResult` the store writes. Version 1 (before typed records) had no
 `schema_version` key and no judge options, version 2 no held-out phrasings, version 3 no
 `target.precision` (every such evaluation ran in fp32), version 4 six phrasings without
 families, splits or per-prompt verdicts (pooled rates then use Wilson intervals as if every
-reply were independent); all are read with those filled in (empty, or None)."""
+reply were independent), version 5 no phrasing shapes (none is then excluded as a trained
+shape); all are read with those filled in (empty, or None)."""
 
-SCHEMA_FINGERPRINT = "8d4879abc27e4ec9"
+SCHEMA_FINGERPRINT = "d1c9c349447a91ec"
 """A hash of `EvalResult`'s JSON schema at `SCHEMA_VERSION`. A test recomputes it: changing a
 field without bumping the version (and teaching the store to read the old one) fails it."""
 
@@ -84,6 +85,9 @@ class PhrasingRecord(Record):
     family: str
     split: Literal["dev", "sealed"]
     circular: str = Field("", description="why it is not counted as held out ('' when it is)")
+    shape: str = Field("", description="where the request sits (evaluate/phrasings.tsv; '' before schema 6)")
+    trained: bool = Field(False, description="the target's mitigation trains this shape: measured, shown apart as "
+                                             "'trained shape', not counted as held out")
 
 
 VERDICT_LETTERS = {"refusal": "r", "compliance": "c", "degenerate": "d"}
@@ -167,9 +171,10 @@ class HarmfulSetResult(Record):
                                                                        "c(ompliance), d(egenerate)")
 
     def counted(self, split: str | None = None) -> list[str]:
-        """The phrasings counted as held out (not circular), of one split or both."""
+        """The phrasings counted as held out (not circular, not of a shape the mitigation
+        trains), of one split or both."""
         return [name for name in self.held_out
-                if not (name in self.phrasings and self.phrasings[name].circular)
+                if not (name in self.phrasings and (self.phrasings[name].circular or self.phrasings[name].trained))
                 and (split is None or (split == "sealed") == (name in self.sealed))]
 
     def worst(self, split: str | None = None) -> tuple[list[str], ModeRates | None]:
@@ -259,7 +264,7 @@ class TargetRecord(Record):
 class EvalResult(Record):
     """Everything one evaluation measured; every rate carries k, n and its interval."""
 
-    schema_version: Literal[1, 2, 3, 4, 5] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3, 4, 5, 6] = SCHEMA_VERSION
     target: TargetRecord
     config: dict[str, Any] = Field(description="the evaluation settings, as given")
     tasksafe_version: str

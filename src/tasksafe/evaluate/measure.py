@@ -114,7 +114,8 @@ class _Measurer:
             plain=mode_rates(verdicts["plain"]), in_format=mode_rates(verdicts["in_format"]) if in_format else None,
             in_format_is_plain=same, held_out={name: mode_rates(verdicts[name]) for name in phrasings if asked},
             sealed=[name for name, p in phrasings.items() if p.split == "sealed" and asked],
-            phrasings={name: PhrasingRecord(family=p.family, split=p.split, circular=p.circular)
+            phrasings={name: PhrasingRecord(family=p.family, split=p.split, circular=p.circular, shape=p.shape,
+                                            trained=p.shape in self.target.trained_shapes)
                        for name, p in phrasings.items() if asked},
             held_out_ids=[p.id for p in asked], verdicts=letters)
 

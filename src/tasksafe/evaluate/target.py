@@ -21,6 +21,7 @@ class Target:
     strategy: str | None = None  # the prompting strategy of the training data, when known
     train_examples: list[ChatExample] | None = None
     run_dir: str | None = None
+    trained_shapes: frozenset[str] = frozenset()  # the held-out phrasing shapes its mitigation trained
 
     def apply_hook(self, messages: list[dict]) -> list[dict]:
         if not self.hook_system_prompt:
@@ -43,16 +44,27 @@ def resolve_target(target: str, strategy: str | None = None, train_data: str | N
         hook = json.loads((path / "hook.json").read_text()) if (path / "hook.json").is_file() else None
         examples = read_examples(config["data"]) if Path(config["data"]).is_file() else None
         strategy = strategy or _built_strategy(examples)
+        shapes = _trained_shapes(config["data"])
         if (path / "adapter").is_dir():
             return Target(config["model"], str(path / "adapter"), (hook or {}).get("system_prompt"), strategy,
-                          examples, str(path))
-        return Target(str(path / "model"), None, (hook or {}).get("system_prompt"), strategy, examples, str(path))
+                          examples, str(path), shapes)
+        return Target(str(path / "model"), None, (hook or {}).get("system_prompt"), strategy, examples, str(path),
+                      shapes)
     if path.exists() and not (path / "config.json").is_file():
         raise UserError(f"{target} is neither a run directory (config.json with adapter/ or model/) nor a model folder")
     examples = read_examples(train_data) if train_data else None
     hook = (read_sidecar(train_data) or {}).get("inference_hook") if train_data else None
     return Target(target, hook_system_prompt=(hook or {}).get("system_prompt"),
-                  strategy=strategy or _built_strategy(examples), train_examples=examples)
+                  strategy=strategy or _built_strategy(examples), train_examples=examples,
+                  trained_shapes=_trained_shapes(train_data) if train_data else frozenset())
+
+
+def _trained_shapes(data: str) -> frozenset[str]:
+    """The phrasing shapes the mitigation of a protected training set trained (its sidecar's
+    `trained_shapes`, which `tasksafe protect` writes; none for other data)."""
+    from tasksafe.data.sidecar import read_sidecar
+
+    return frozenset((read_sidecar(data) or {}).get("trained_shapes") or ()) if Path(data).is_file() else frozenset()
 
 
 def _built_strategy(examples: list[ChatExample] | None) -> str | None:

@@ -102,6 +102,11 @@ class Options(BaseModel):
         so a gateway can refuse a policy whose training it cannot do."""
         return None
 
+    def trained_shapes(self) -> frozenset[str]:
+        """The held-out phrasing shapes (evaluate/phrasings.tsv: where the request sits) these
+        options train; a phrasing of such a shape is not held out for this mitigation."""
+        return frozenset()
+
 
 class NoOptions(Options):
     pass

@@ -36,6 +36,10 @@ def register_composition(data: str, training: str) -> str:
                      **(training_options.model_validate(_part(self, training_options)).training() or {})}
             return asked or None
 
+        def trained_shapes(self) -> frozenset[str]:
+            return (data_options.model_validate(_part(self, data_options)).trained_shapes()
+                    | training_options.model_validate(_part(self, training_options)).trained_shapes())
+
     Composed.__name__ = f"{data_options.__name__}And{training_options.__name__}"
     name = f"{data}+{training}"
 

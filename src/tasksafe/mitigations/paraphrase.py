@@ -259,6 +259,10 @@ class ParaphraseOptions(Options):
         "both", description="template renderer: ask each request where the data gives its instruction, in the "
                             "frame's main slot, or alternately both")
 
+    def trained_shapes(self) -> frozenset[str]:
+        """The request where the data's instruction goes is a bare request in the frame; in the slot, the slot."""
+        return frozenset({"both": ("bare", "slot"), "instruction": ("bare",), "slot": ("slot",)}[self.placement])
+
 
 @register_mitigation("paraphrase", "k safety examples rendered in the user's inferred frame", options=ParaphraseOptions)
 def paraphrase(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,

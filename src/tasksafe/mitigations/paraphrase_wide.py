@@ -66,6 +66,8 @@ from tasksafe.mitigations.paraphrase import (
 
 PLACES = ("instruction", "slot", "bare", "next-turn", "with-task")
 DEFAULT_PLACES = ("instruction", "slot", "bare", "next-turn", "with-task", "with-task")
+PLACE_SHAPES = {"instruction": "bare", "slot": "slot", "bare": "bare", "next-turn": "next-turn", "with-task": "with-task"}
+"""The held-out phrasing shape (evaluate/phrasings.tsv) each place trains."""
 """The places asked in turn by default: the request beside a task turn twice as often as the others
 (dev ablation: docs/results.md, "Developing")."""
 DEFAULT_RECOVERY = 0.6
@@ -247,6 +249,10 @@ class WideOptions(Options):
 
     def training(self) -> dict | None:
         return {"loss": self.loss} if self.loss != "per-token" else None
+
+    def trained_shapes(self) -> frozenset[str]:
+        shapes = {PLACE_SHAPES[place] for place in self.places}
+        return frozenset(shapes | ({"after-opener"} if self.recovery else set()))
 
 
 @register_mitigation("paraphrase_wide", "Paraphrase asked at every place the user's frame gives an attacker, 60% of "

@@ -42,7 +42,8 @@ def protect_file(source: str | Path, output: str | Path, mitigation: str, budget
         "pool_removed_for_eval_overlap": safety.removed, "user_examples": len(examples),
         "safety_examples": len(result.safety_ids), "safety_ids": result.safety_ids,
         "inference_hook": result.hook.to_dict() if result.hook else None,
-        "post_training": result.post_training, "training": result.training, **result.info,
+        "post_training": result.post_training, "training": result.training,
+        "trained_shapes": sorted(checked.trained_shapes()), **result.info,
     }
     data = "".join(example.to_json() + "\n" for example in result.examples).encode("utf-8")
     meta["data_sha256"] = hashlib.sha256(data).hexdigest()

@@ -33,6 +33,9 @@ class RecoveryOptions(Options):
     max_words: int = Field(20, ge=0, le=200, description="the longest compliant start, in words (each example's "
                                                           "length is drawn evenly from 0 to this)")
 
+    def trained_shapes(self) -> frozenset[str]:
+        return frozenset({"after-opener"} if self.max_words else ())
+
 
 def compliant_start(request: str, words: int, rng: random.Random) -> str:
     """The first `words` words of a compliant restatement of `request` ("" for 0)."""

@@ -97,7 +97,8 @@ def phrasing_label(entry, name: str) -> str:
     info = entry.phrasings.get(name)
     if info is None:
         return name + (" (sealed)" if name in entry.sealed else "")
-    return f"{name} ({info.family}, {info.split}" + (", circular: not counted)" if info.circular else ")")
+    why = ", circular: not counted" if info.circular else ", trained shape: not counted" if info.trained else ""
+    return f"{name} ({info.family}, {info.split}{why})"
 
 
 def finetuned_in_order(rows: list[CellRecord]) -> list[CellRecord]:
