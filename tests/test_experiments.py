@@ -580,3 +580,24 @@ def test_the_paper_grid_parts_share_their_settings_and_hold_the_65_fine_tunes():
     assert specs[0].eval.prompt_half == "test" and specs[0].eval.heldout_n >= 30
     tuned = {c.id for s in specs for c in expand(s) if c.kind == "finetune"}
     assert len(tuned) == 65
+
+
+def test_a_report_spec_is_refused_when_a_fine_tune_repeats_a_dev_cells_seed(tmp_path):
+    from click.testing import CliRunner
+
+    from tasksafe.cli.main import cli
+
+    common = "models: [tiny-random]\ntasks: [sst2]\nstrategies: [aoa]\nbudgets: [0.1]\nevaluate_base: false\n"
+    (tmp_path / "dev.yaml").write_text(f"name: dev\n{common}mitigations: [constrained, mix]\nseeds: [0, 1]\n"
+                                       "eval: {prompt_half: dev, sealed: false}\n")
+    (tmp_path / "other-task.yaml").write_text("name: o\nmodels: [tiny-random]\ntasks: [agnews]\nstrategies: [aoa]\n"
+                                              "mitigations: [mix]\nseeds: [2]\neval: {prompt_half: dev}\n")
+    (tmp_path / "report.yaml").write_text(f"name: rep\n{common}mitigations: [constrained, mix]\nseeds: [1, 2]\n"
+                                          "report: true\neval: {prompt_half: test}\n")
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "report.yaml"), "--dry-run", "--results", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "repeat a dev cell's seed" in result.output
+    assert "sst2 aoa constrained seed 1 (dev: dev.yaml)" in result.output and "seed 2" not in result.output
+    (tmp_path / "report.yaml").write_text(f"name: rep\n{common}mitigations: [constrained, mix]\nseeds: [2, 3]\n"
+                                          "report: true\neval: {prompt_half: test}\n")
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "report.yaml"), "--dry-run", "--results", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output  # fresh seeds (agnews' seed 2 is another task)

@@ -29,9 +29,11 @@ def run(spec: str, results: str | None, dry_run: bool, only: tuple[str, ...], ex
     that fails is recorded with its error and log, the others go on, and the next run retries
     it; the command then exits 2."""
     from tasksafe.experiments import load_spec, run_spec
-    from tasksafe.experiments.spec import parse_only
+    from tasksafe.experiments.spec import check_fresh_seeds, parse_only
 
     loaded = load_spec(spec)
+    if loaded.report:
+        check_fresh_seeds(loaded, spec)
     results_dir = results or f"results/{loaded.name}"
     if log_cell is not None:
         click.echo(cell_log_text(loaded, results_dir, log_cell), nl=False)

@@ -58,6 +58,10 @@ class Spec(Settings):
     artifacts_dir: str | None = Field(None, description="where datasets, adapters and generations go (default: "
                                                         "RESULTS/artifacts); on several nodes a shared filesystem path")
     retries: int = Field(2, ge=0, le=10, description="runs of a cell after its worker died, before it is failed")
+    report: bool = Field(False, description="report cells, not development: every fine-tune must use a seed (its data "
+                                            "draw, protection draw and training seed) that no dev spec beside it "
+                                            "used for the same task, strategy and mitigation; tasksafe run refuses "
+                                            "it otherwise")
 
     def resources_for(self, kind: str) -> Resources:
         return self.resources.get(kind, Resources())
@@ -119,6 +123,30 @@ def load_spec(path: str | Path) -> Spec:
         return Spec.model_validate(data)
     except ValidationError as err:
         raise UserError(validation_message(err, str(path))) from None
+
+
+def check_fresh_seeds(spec: Spec, spec_path: str | Path) -> None:
+    """For a report spec: refuse it when one of its fine-tunes repeats the seed of a dev cell
+    (a spec beside it, in the same folder, whose evaluation asks the dev half of the prompts)
+    of the same task, strategy and mitigation, since its model would be that dev cell's model
+    asked other prompts. A seed sets the user data's draw, the protection's draw and training."""
+    folder = Path(spec_path).resolve().parent
+    used: dict[tuple, str] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        if path.resolve() == Path(spec_path).resolve():
+            continue
+        other = load_spec(path)
+        if other.report or other.eval.prompt_half != "dev":
+            continue
+        for cell in expand(other):
+            if cell.kind == "finetune":
+                used.setdefault((cell.task, cell.strategy, cell.mitigation, cell.seed), path.name)
+    clashes = [(cell, used[key]) for cell in expand(spec) if cell.kind == "finetune"
+               and (key := (cell.task, cell.strategy, cell.mitigation, cell.seed)) in used]
+    if clashes:
+        shown = "; ".join(f"{c.task} {c.strategy} {c.mitigation} seed {c.seed} (dev: {name})" for c, name in clashes[:5])
+        raise UserError(f"{spec_path}: a report spec's fine-tunes must be fresh, but {len(clashes)} repeat a dev "
+                        f"cell's seed: {shown}; give the report spec seeds no dev spec uses")
 
 
 class CellConfig(BaseModel):
