@@ -601,3 +601,17 @@ def test_a_report_spec_is_refused_when_a_fine_tune_repeats_a_dev_cells_seed(tmp_
                                           "report: true\neval: {prompt_half: test}\n")
     result = CliRunner().invoke(cli, ["run", str(tmp_path / "report.yaml"), "--dry-run", "--results", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output  # fresh seeds (agnews' seed 2 is another task)
+
+
+def test_the_committed_report_specs_use_seeds_no_dev_spec_used():
+    from pathlib import Path
+
+    from tasksafe.experiments import load_spec
+    from tasksafe.experiments.spec import check_fresh_seeds
+
+    folder = Path(__file__).resolve().parents[1] / "experiments"
+    reports = [path for path in sorted(folder.glob("*.yaml")) if load_spec(path).report]
+    assert {p.stem for p in reports} >= {"deep-defence", "deep-defence-agnews", "deep-defence-efficiency",
+                                         "deep-defence-references"}
+    for path in reports:
+        check_fresh_seeds(load_spec(path), path)  # raises on a seed a dev cell used
