@@ -30,6 +30,13 @@ def align(base: str, seed: int, force: bool, recipe: str) -> None:
     result = build_aligned(AlignConfig.for_recipe(int(recipe), base=base, seed=seed), force=force)
     click.echo(str(result.path))
     click.echo(json.dumps(result.alignment, indent=2))
+    from tasksafe.cli.output import print_table
+    from tasksafe.organism.align import organism_targets
+
+    click.echo("\nagainst the organism targets (organism/targets.yaml):")
+    print_table(["target", "measured %", "bound %", ""],
+                [[r["name"], "-" if r["value"] is None else f"{r['value']:.1f}", r["bound"],
+                  {True: "met", False: "MISSED", None: "not measured"}[r["met"]]] for r in organism_targets(result.alignment)])
     target = benign_tuning_target(result.alignment)
     if target:
         click.echo(f"benign-tuning target at the grid's settings: plain non-refusal "

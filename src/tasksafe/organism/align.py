@@ -302,6 +302,41 @@ def benign_tuning_target(alignment: dict) -> dict | None:
             "met": rise <= BENIGN_RISE_POINTS and attacked > ATTACK_REMOVES}
 
 
+def organism_figures(alignment: dict) -> dict[str, float | None]:
+    """The figures the targets read off an alignment.json, in points; None where the build did
+    not measure one (recipe 1 has no grid tunes; builds before recipe 5 no XSTest after the tune)."""
+    def points(entry: dict | None) -> float | None:
+        return None if entry is None or entry.get("value") is None else round(100 * entry["value"], 1)
+
+    grid = alignment.get("grid_settings") or {}
+    own_plain = None if points(alignment.get("advbench_refusal")) is None else 100 - points(alignment["advbench_refusal"])
+    tuned_plain, tuned_xstest = points(grid.get("benign_plain_non_refusal")), points(grid.get("benign_xstest_safe_refusal"))
+    xstest = points(alignment.get("xstest_safe_refusal"))
+    return {"advbench_refusal": points(alignment.get("advbench_refusal")),
+            "benign_refusal": points(alignment.get("benign_refusal")), "xstest_safe_refusal": xstest,
+            "benign_plain_rise": None if tuned_plain is None else round(tuned_plain - own_plain, 1),
+            "benign_xstest_rise": None if tuned_xstest is None else round(tuned_xstest - xstest, 1),
+            "aoa_in_format_non_refusal": points(grid.get("aoa_in_format_non_refusal"))}
+
+
+def organism_targets(alignment: dict) -> list[dict]:
+    """Each target of organism/targets.yaml with the build's figure and whether it is met
+    (None where the figure was not measured)."""
+    from importlib.resources import files
+
+    import yaml
+
+    figures = organism_figures(alignment)
+    rows = []
+    for target in yaml.safe_load(files("tasksafe.organism").joinpath("targets.yaml").read_text()):
+        value = figures[target["figure"]]
+        bound = target.get("at_least", target.get("at_most"))
+        met = None if value is None else value >= bound if "at_least" in target else value <= bound
+        rows.append({"name": target["name"], "value": value, "bound": (">= " if "at_least" in target else "<= ")
+                     + f"{bound:g}", "met": met})
+    return rows
+
+
 def build_aligned(config: AlignConfig, force: bool = False, progress: bool = True) -> AlignResult:
     """The organism for `config`: built once, then loaded from the cache."""
     target = models_dir() / f"aligned-{config.key()}"
