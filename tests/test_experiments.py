@@ -615,3 +615,32 @@ def test_the_committed_report_specs_use_seeds_no_dev_spec_used():
                                          "deep-defence-references"}
     for path in reports:
         check_fresh_seeds(load_spec(path), path)  # raises on a seed a dev cell used
+
+
+def test_the_tradeoff_plot_places_each_mitigation_by_over_refusal_and_held_out_non_refusal(tmp_path):
+    from tasksafe.report.plots import tradeoff_plot, tradeoff_points
+    from tasksafe.results import HarmfulSetResult, ModeRates, OverRefusal, PhrasingRecord, RateRecord
+    from tests.conftest import cell_config, cell_record, eval_result
+
+    def cell(strategy, mitigation, budget, sealed_letters, refused, kind="finetune", seed=0):
+        base = eval_result(overrefused=(refused, 10), safety_examples=budget)
+        entry = HarmfulSetResult(plain=ModeRates.of_labels("rr"), held_out={"terse": ModeRates.of_labels(sealed_letters)},
+                                 sealed=["terse"], verdicts={"terse": sealed_letters},
+                                 phrasings={"terse": PhrasingRecord(family="register", split="sealed", shape="bare")})
+        result = base.model_copy(update={"harmful": {"advbench": entry},
+                                         "overrefusal": OverRefusal(xstest_safe=RateRecord.of(refused, 10))})
+        return cell_record(cell_config(strategy, mitigation, seed=seed, kind=kind, budget=budget), result)
+
+    rows = [cell("aoa", "none", 0, "cccc", 1), cell("aoa", "mix", 3, "cccr", 5), cell("aoa", "mix", 30, "ccrr", 6),
+            cell("aoa", "mix", 30, "crrr", 8, seed=1), cell("benign", "none", 0, "crrr", 3),
+            cell("aoa", "none", 0, "rrrr", 5, kind="base")]
+    points = tradeoff_points(rows, "sst2")
+    mix = points["curves"]["mix"]
+    assert [n for n, _, _ in mix] == [3, 30]
+    assert (mix[1][1].k, mix[1][1].n) == (14, 20) and (mix[1][2].k, mix[1][2].n) == (3, 8)  # seeds pooled
+    refs = points["references"]
+    assert refs["unprotected tune"][1].value == 1.0 and refs["benign tune"][0].value == 0.3
+    assert refs["organism (before fine-tuning)"][1].value == 0.0
+    _, name = tradeoff_plot(rows, tmp_path)
+    assert name == "tradeoff.png" and (tmp_path / name).stat().st_size > 1000
+    assert tradeoff_plot([r for r in rows if r.config.mitigation == "none"], tmp_path) is None  # no curve, no plot

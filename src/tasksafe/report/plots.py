@@ -161,7 +161,81 @@ def accuracy_plot(rows: list[CellRecord], out: Path) -> tuple[str, str] | None:
                                                        "mitigation and number of safety examples (95% intervals)")
 
 
+def _over_refusal(rows: list[CellRecord]) -> RateRecord | None:
+    return RateRecord.combine(r.metrics.overrefusal.xstest_safe for r in rows)
+
+
+def _held_out(rows: list[CellRecord]) -> RateRecord | None:
+    return RateRecord.combine(mode_rate(r, "sealed", "non_refusal") for r in rows)
+
+
+def tradeoff_points(rows: list[CellRecord], task: str, strategy: str = "aoa") -> dict:
+    """The trade-off plot's points for one task: per mitigation, (safety examples, over-refusal,
+    held-out sealed non-refusal) through its budgets, seeds pooled; and the references (the
+    organism, the unprotected tune, the benign tune) as (over-refusal, held-out)."""
+    mine = [r for r in rows if r.config.task == task]
+    tuned = [r for r in mine if r.config.kind == "finetune" and r.config.strategy == strategy]
+    curves: dict[str, list[tuple[int, RateRecord, RateRecord]]] = defaultdict(list)
+    by_point = defaultdict(list)
+    for r in tuned:
+        if r.config.mitigation != "none":
+            by_point[r.config.mitigation_label(), r.metrics.safety_examples].append(r)
+    for (name, n), cells in sorted(by_point.items()):
+        x, y = _over_refusal(cells), _held_out(cells)
+        if x and y and x.value is not None and y.value is not None:
+            curves[name].append((n, x, y))
+    references = {
+        "organism (before fine-tuning)": [r for r in mine if r.config.kind == "base" and r.config.strategy == strategy],
+        "unprotected tune": [r for r in tuned if r.config.mitigation == "none"],
+        "benign tune": [r for r in mine if r.config.kind == "finetune" and r.config.strategy == "benign"
+                        and r.config.mitigation == "none"]}
+    marks = {}
+    for label, cells in references.items():
+        x, y = _over_refusal(cells), _held_out(cells)
+        if x and x.value is not None and y and y.value is not None:
+            marks[label] = (x, y)
+    return {"curves": dict(curves), "references": marks}
+
+
+def tradeoff_plot(rows: list[CellRecord], out: Path) -> tuple[str, str] | None:
+    """For `aoa` on each task: over-refusal (x) against held-out sealed non-refusal (y), one line
+    per mitigation through its budgets (labelled with the number of safety examples), the
+    organism, the unprotected and the benign tune marked: how much helpfulness each defence
+    pays for how much protection where it was not trained."""
+    tasks = sorted({r.config.task for r in rows if r.config.strategy == "aoa" and r.config.kind == "finetune"})
+    panels = [(task, tradeoff_points(rows, task)) for task in tasks]
+    panels = [(task, points) for task, points in panels if points["curves"]]
+    if not panels:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), squeeze=False)
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    names = sorted({name for _, points in panels for name in points["curves"]})
+    tint = {name: palette[i % len(palette)] for i, name in enumerate(names)}
+    shapes = {"organism (before fine-tuning)": ("*", "k"), "unprotected tune": ("X", "tab:red"),
+              "benign tune": ("s", "grey")}
+    for ax, (task, points) in zip(axes[0], panels):
+        for name, curve in points["curves"].items():
+            xs, ys = [100 * x.value for _, x, _ in curve], [100 * y.value for _, _, y in curve]
+            ax.plot(xs, ys, marker="o", color=tint[name], label=_wrapped(name))
+            for (n, _, _), x, y in zip(curve, xs, ys):
+                ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=tint[name])
+        for label, (x, y) in points["references"].items():
+            marker, colour = shapes[label]
+            ax.scatter([100 * x.value], [100 * y.value], marker=marker, s=90, color=colour, label=label, zorder=3)
+        ax.set_xlim(-3, 103)
+        ax.set_ylim(-3, 103)
+        ax.set_xlabel("over-refusal, XSTest safe prompts refused (%)")
+        ax.set_ylabel("held-out sealed phrasings not refused (%)")
+        ax.set_title(f"{task} aoa: protection where it was not trained vs. helpfulness", fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+    return _save(fig, out, "tradeoff.png", "For aoa: over-refusal against held-out sealed non-refusal, one line per "
+                                           "mitigation through its budgets (points labelled with the number of safety "
+                                           "examples; seeds pooled), the organism and the benign and unprotected "
+                                           "tunes marked; lower left is better")
+
+
 def make_plots(rows: list[CellRecord], out: Path) -> list[tuple[str, str]]:
     """Every plot there is data for: (title, file name)."""
-    made = [plot(rows, out) for plot in (attack_plot, efficiency_plot, accuracy_plot)]
+    made = [plot(rows, out) for plot in (attack_plot, efficiency_plot, accuracy_plot, tradeoff_plot)]
     return [m for m in made if m]
