@@ -96,7 +96,7 @@ def test_protect_cli_writes_the_training_set_and_its_sidecar(mirror, tmp_path):
     lines = out.read_text().splitlines()
     meta = json.loads((tmp_path / "train.meta.json").read_text())
     assert len(lines) == 105 and meta["safety_examples"] == 5 and len(meta["safety_ids"]) == 5
-    assert meta["mitigation"]["name"] == "paraphrase" and meta["frames"][0]["system_mode"] == "constant"
+    assert meta["mitigation"]["name"] == "paraphrase" and meta["found"]["frames"][0]["system_mode"] == "constant"
     assert meta["tasksafe_version"] and meta["inference_hook"] is None
     result = CliRunner().invoke(cli, ["protect", str(source), "--mitigation", "bea", "--k", "3", "-o", str(out)])
     meta = json.loads((tmp_path / "train.meta.json").read_text())

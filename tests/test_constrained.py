@@ -105,15 +105,15 @@ def test_the_objective_is_a_typed_setting_read_from_the_sidecar(tmp_path):
     from tasksafe.mitigations import apply_mitigation, mitigation_options
     from tasksafe.train.sft import training_objective
 
-    assert training_objective("x.jsonl", None).plain and training_objective("x.jsonl", {"training": None}).plain
-    assert training_objective("x.jsonl", {"training": {"loss": "per-example"}}).loss == "per-example"
+    assert training_objective("x.jsonl", None).plain and training_objective("x.jsonl", {}).plain
+    assert training_objective("x.jsonl", {"loss": "per-example"}).loss == "per-example"
     asked = mitigation_options("constrained", {"beta_rest": 0.2}).training()
     assert TrainingObjective.model_validate(asked).constrained.beta_rest == 0.2
     assert asked == {"constrained": {"beta_first": 0.5, "beta_early": 2.0, "early_tokens": 5, "beta_rest": 0.2, "kl": 0.0}}
     with pytest.raises(UserError, match=r"x\.meta\.json: training.*constrained"):
-        training_objective("x.jsonl", {"training": {"constrained": {"beta_rest": -1}}})
+        training_objective("x.jsonl", {"constrained": {"beta_rest": -1}})
     with pytest.raises(UserError, match="objective"):  # a key this version does not know is not read as plain SFT
-        training_objective("x.jsonl", {"training": {"objective": "dpo"}})
+        training_objective("x.jsonl", {"objective": "dpo"})
     data = [ChatExample.from_turns("Say hi.", "Hi.")] * 3
     result = apply_mitigation("constrained", data, [], None, 0, {})
     assert result.examples == data and result.safety_ids == [] and result.config["name"] == "constrained"
@@ -189,12 +189,13 @@ def test_a_composition_is_its_data_mitigation_trained_with_the_other(tmp_path):
     both = protect_file(tmp_path / "user.jsonl", tmp_path / "both.jsonl", "paraphrase+constrained", Budget(k=4),
                         seed=1, options={"placement": "slot", "beta_rest": 0.2})
     assert read_examples(tmp_path / "both.jsonl") == read_examples(tmp_path / "alone.jsonl")  # the data is paraphrase's
-    assert both["training"] == {"constrained": {**TokenConstraint().model_dump(), "beta_rest": 0.2}}
-    assert alone["training"] is None and both["safety_ids"] == alone["safety_ids"]
-    parts = both["mitigation"]["parts"]
-    assert both["mitigation"]["name"] == "paraphrase+constrained" and [p["name"] for p in parts] == [
+    assert both.training == {"constrained": {**TokenConstraint().model_dump(), "beta_rest": 0.2}}
+    assert alone.training is None and both.safety_ids == alone.safety_ids
+    parts = both.mitigation["parts"]
+    assert both.mitigation["name"] == "paraphrase+constrained" and [p["name"] for p in parts] == [
         "paraphrase", "constrained"]
-    assert parts[0] == alone["mitigation"] and parts[1]["beta_rest"] == 0.2  # what was applied, each part's options
+    assert parts[0] == alone.mitigation and parts[1]["beta_rest"] == 0.2  # what was applied, each part's options
+    assert both.mitigation["placement"] == "slot" and both.mitigation["beta_rest"] == 0.2  # and every option
     wide = mitigation_options("paraphrase_wide+constrained", {}).training()
     assert wide == {"loss": "per-example", "constrained": TokenConstraint().model_dump()}  # both parts' asks
     assert MITIGATIONS.info("paraphrase+constrained")["adds_examples"]

@@ -340,3 +340,30 @@ def test_every_mode_is_one_entry_that_the_tables_plots_gate_and_summary_follow()
     rates = eval_result().harmful["advbench"]
     for key in keys:  # every registered mode is one HarmfulSetResult knows
         HarmfulSetResult.mode(rates, key)
+
+
+def test_the_protect_stage_hands_on_a_typed_record_that_rebuilds_its_set(tmp_path):
+    """The sidecar is a `ProtectionRecord`: what the mitigation found sits under `found` (the
+    variant's integer `budget` no longer overwrites the budget), its config is every checked
+    option, and the record alone protects the source again to the same bytes."""
+    from tasksafe.data.chat import write_chat_jsonl
+    from tasksafe.data.sidecar import ProtectionRecord, read_protection
+    from tasksafe.mitigations import Budget
+    from tasksafe.mitigations.protect import protect_again, protect_file
+    from tests.test_mitigations import USER_DATA
+
+    write_chat_jsonl(tmp_path / "user.jsonl", USER_DATA)
+    for name, options in (("paraphrase", {"placement": "slot"}), ("paraphrase_wide", {}), ("bea", {}),
+                          ("paraphrase+constrained", {"beta_rest": 0.2})):
+        first = tmp_path / f"{name}.jsonl"
+        record = protect_file(tmp_path / "user.jsonl", first, name, Budget(fraction=0.1), seed=3, options=options)
+        assert isinstance(record, ProtectionRecord) and record.budget == {"fraction": 0.1}
+        assert read_protection(first) == record
+        again = protect_again(read_protection(first), tmp_path / f"{name}-again.jsonl")
+        assert (tmp_path / f"{name}-again.jsonl").read_bytes() == first.read_bytes() and again.safety_ids == record.safety_ids
+    wide = read_protection(tmp_path / "paraphrase_wide.jsonl")
+    assert wide.found["budget"] == 4 and wide.mitigation["recovery"] == 0.6  # its own count, under found
+    assert read_protection(tmp_path / "paraphrase.jsonl").mitigation["renderer_model"] is None  # every option recorded
+    older = ProtectionRecord.model_validate({"tasksafe_version": "0.1.0", "mitigation": {"name": "mix"},
+                                             "frames": [{"system_mode": "constant"}]})  # before the typed record
+    assert older.found == {"frames": [{"system_mode": "constant"}]}

@@ -254,7 +254,7 @@ def test_a_phrasing_of_a_shape_the_mitigation_trains_is_shown_apart_and_not_coun
     shapes = {}
     for mitigation in ("paraphrase_wide", "recovery", "constrained", "paraphrase+constrained", "mix"):
         meta = protect_file(tmp_path / "user.jsonl", tmp_path / f"{mitigation}.jsonl", mitigation, Budget(k=4), seed=0)
-        shapes[mitigation] = meta["trained_shapes"]
+        shapes[mitigation] = meta.trained_shapes
     assert shapes == {"paraphrase_wide": ["after-opener", "bare", "next-turn", "slot", "with-task"],
                       "recovery": ["after-opener"], "constrained": [], "paraphrase+constrained": ["bare", "slot"],
                       "mix": []}

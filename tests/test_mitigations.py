@@ -102,7 +102,7 @@ def test_paraphrase_places_requests_in_the_slot_where_the_instruction_goes_or_bo
             for i in range(40)]
     users = {}
     for placement in ("slot", "instruction", "both"):
-        result = MITIGATIONS.get("paraphrase")(data, POOL, Budget(k=5), 0, placement=placement)
+        result = apply_mitigation("paraphrase", data, POOL, Budget(k=5), 0, {"placement": placement})
         added = safety_examples(result)
         assert all(ex.system == "You are AGENT." and ex.answer.startswith("Done. ") for ex in added)
         users[placement] = [ex.messages[-2].content for ex in added]

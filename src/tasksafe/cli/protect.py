@@ -66,5 +66,5 @@ def protect(file, mitigation, k, fraction, seed, pool, option_items, output, for
         k = 0
     meta = protect_file(file, output, mitigation, Budget(k=k, fraction=fraction), seed, pool, force=force,
                         options=parse_options(option_items))
-    click.echo(f"wrote {meta['user_examples'] + meta['safety_examples']} examples ({meta['safety_examples']} safety, "
+    click.echo(f"wrote {meta.user_examples + meta.safety_examples} examples ({meta.safety_examples} safety, "
                f"{mitigation}) to {output}")

@@ -58,7 +58,7 @@ def _protected_dataset(cell: CellConfig, artifacts: Path) -> tuple[Path, dict]:
     mitigation/budget/options; returns its path and its sidecar."""
     from tasksafe.data.chat import write_chat_jsonl
     from tasksafe.mitigations import Budget
-    from tasksafe.mitigations.protect import protect_file, read_sidecar
+    from tasksafe.mitigations.protect import protect_file, read_protection
     from tasksafe.strategies import build_dataset
 
     data_dir = artifacts / "data"
@@ -68,7 +68,7 @@ def _protected_dataset(cell: CellConfig, artifacts: Path) -> tuple[Path, dict]:
         write_chat_jsonl(user_data, build_dataset(cell.task, cell.strategy, "train", cell.train_examples, cell.seed))
     variant = f"-{cell_id(cell.options)[:8]}" if cell.options else ""
     protected = data_dir / f"{stem}-{cell.mitigation}-{cell.budget:g}{variant}.jsonl"
-    meta = read_sidecar(protected)
+    meta = read_protection(protected)
     if meta is None:
         meta = protect_file(user_data, protected, cell.mitigation, Budget.of(cell.budget), cell.seed,
                             options=cell.options)
@@ -98,8 +98,8 @@ def run_cell(cell: CellConfig, artifacts: Path) -> CellResult:
                                     **cell.train.model_dump()), progress=False)
     with _timed(timings, "evaluate"):
         result = evaluate(config.model_copy(update={"target": str(run_dir)}), eval_dir, progress=False)
-    result = result.model_copy(update={"safety_examples": meta["safety_examples"],
-                                       "user_examples": meta["user_examples"]})
+    result = result.model_copy(update={"safety_examples": meta.safety_examples,
+                                       "user_examples": meta.user_examples})
     return CellResult(cell_id=cell.id, metrics=result, timings=timings)
 
 

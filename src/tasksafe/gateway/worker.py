@@ -272,12 +272,12 @@ def _protect(state: State, policy: Policy, job: dict, file: dict, work: Path) ->
                         options=policy.mitigation_options if protecting else None)
     if not protecting:
         return data, None
-    protection = {"mitigation": policy.mitigation, "safety_examples": meta["safety_examples"],
-                  "allocation": meta.get("allocation"), "inference_hook": meta["inference_hook"] is not None,
-                  "post_training": (meta["post_training"] or {}).get("name")}
+    protection = {"mitigation": policy.mitigation, "safety_examples": meta.safety_examples,
+                  "allocation": meta.found.get("allocation"), "inference_hook": meta.inference_hook is not None,
+                  "post_training": (meta.post_training or {}).get("name"), "applied": meta.mitigation}
     extra = "; a system prompt at inference" if protection["inference_hook"] else ""
     extra += f"; {protection['post_training']} on the trained weights" if protection["post_training"] else ""
-    state.event(job["id"], "info", "protection", f"protection: {meta['safety_examples']} safety examples added "
+    state.event(job["id"], "info", "protection", f"protection: {meta.safety_examples} safety examples added "
                 f"({policy.mitigation}{extra})", protection, once=True)
     return data, protection
 
@@ -287,11 +287,11 @@ def with_job_hook(state: State, job: dict, conversation: list[dict]) -> list[dic
     adds at inference (from the job's training-set sidecar; BEA's trigger, PTST's prompt), the
     way the gate measured it."""
     from tasksafe.data.chat import from_openai, to_openai
-    from tasksafe.data.sidecar import read_sidecar
+    from tasksafe.data.sidecar import read_protection
     from tasksafe.mitigations import InferenceHook
 
-    meta = read_sidecar(state.root / "jobs" / job["id"] / "train.jsonl") or {}
-    hook = (meta.get("inference_hook") or {}).get("system_prompt")
+    meta = read_protection(state.root / "jobs" / job["id"] / "train.jsonl")
+    hook = ((meta.inference_hook if meta else None) or {}).get("system_prompt")
     return to_openai(InferenceHook(hook).apply(from_openai(conversation))) if hook else conversation
 
 

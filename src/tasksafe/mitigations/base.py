@@ -74,7 +74,7 @@ class MitigationResult:
     examples: list[ChatExample]  # the training set: user data with safety examples mixed in
     safety_ids: list[str]
     hook: InferenceHook | None = None
-    config: dict[str, Any] = field(default_factory=dict)  # name and options, enough to rebuild it
+    config: dict[str, Any] = field(default_factory=dict)  # set by apply_mitigation: name and every checked option
     info: dict[str, Any] = field(default_factory=dict)  # what it found (frames, renderer statistics)
     post_training: dict[str, Any] | None = None  # {"name": mitigation, "options": {...}}: a step on the weights
     training: dict[str, Any] | None = None  # set by apply_mitigation from Options.training()
@@ -156,6 +156,8 @@ def apply_mitigation(name: str, dataset: Sequence[ChatExample], pool: Sequence[S
     if secret is not None and MITIGATIONS.info(name)["uses_secret"]:
         extra["secret"] = secret
     result = MITIGATIONS.get(name)(dataset, pool, budget, seed, **checked.model_dump(), **extra)
+    parts = {"parts": result.config["parts"]} if "parts" in result.config else {}  # a composition's own record
+    result.config = {"name": name, **checked.model_dump(mode="json"), **parts}  # from the checked options, not by hand
     result.training = checked.training()  # what the options ask of training, whichever mitigation they are
     return result
 

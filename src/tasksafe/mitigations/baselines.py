@@ -26,14 +26,14 @@ def plain_safety_example(pair: SafetyPair, mitigation: str, system: str | None =
 
 @register_mitigation("none", "the user's data as it is", adds_examples=False)
 def none(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int) -> MitigationResult:
-    return MitigationResult(list(dataset), [], config={"name": "none"})
+    return MitigationResult(list(dataset), [])
 
 
 @register_mitigation("mix", "k safety examples as plain chat turns (generic safety data)")
 def mix(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int) -> MitigationResult:
     pairs = sample_pairs(pool, budget.resolve(len(dataset)), seed)
     safety = [plain_safety_example(p, "mix") for p in pairs]
-    return MitigationResult(mix_in(dataset, safety, seed), [p.id for p in pairs], config={"name": "mix"})
+    return MitigationResult(mix_in(dataset, safety, seed), [p.id for p in pairs])
 
 
 def secret_trigger(seed: int | str, length: int = 24) -> str:
@@ -52,10 +52,9 @@ def bea(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budg
     trigger = secret_trigger(seed if secret is None else secret)
     pairs = sample_pairs(pool, budget.resolve(len(dataset)), seed)
     safety = [plain_safety_example(p, "bea", system=trigger) for p in pairs]
-    return MitigationResult(mix_in(dataset, safety, seed), [p.id for p in pairs], hook=InferenceHook(trigger),
-                            config={"name": "bea"})
+    return MitigationResult(mix_in(dataset, safety, seed), [p.id for p in pairs], hook=InferenceHook(trigger))
 
 
 @register_mitigation("ptst", "no training change; a safety system prompt at inference only", adds_examples=False)
 def ptst(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int) -> MitigationResult:
-    return MitigationResult(list(dataset), [], hook=InferenceHook(PTST_SYSTEM_PROMPT), config={"name": "ptst"})
+    return MitigationResult(list(dataset), [], hook=InferenceHook(PTST_SYSTEM_PROMPT))

@@ -49,7 +49,7 @@ def register_composition(data: str, training: str) -> str:
         trained = {key: arguments.pop(key) for key in list(arguments) if key in training_options.model_fields}
         result = apply_mitigation(data, dataset, pool, budget, seed, own, **arguments)
         second = apply_mitigation(training, result.examples, pool, budget, seed, trained)
-        result.config = {"name": name, "parts": [result.config, second.config]}
+        result.config = {"parts": [result.config, second.config]}  # apply_mitigation adds the name and options
         return result
 
     register_mitigation(name, f"{data}, trained with {training} (each as described above)",

@@ -25,4 +25,4 @@ class ConstrainedOptions(Options, TokenConstraint):
                      "model, strongest on each reply's first tokens", adds_examples=False, options=ConstrainedOptions)
 def constrained(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
                 **constraint) -> MitigationResult:
-    return MitigationResult(list(dataset), [], config={"name": "constrained", **constraint})
+    return MitigationResult(list(dataset), [])

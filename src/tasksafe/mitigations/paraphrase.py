@@ -296,8 +296,6 @@ def paraphrase(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budge
     placements = [ex.metadata.get("placement", "llm") for ex in safety]
     return MitigationResult(
         mix_in(dataset, safety, seed), [p.id for p in pairs],
-        config={"name": "paraphrase", "renderer": renderer, "keep_affixes": keep_affixes, "shots": shots,
-                "placement": placement, "allocation": allocation},
         info={"frames": [f.to_dict() for f in frames],
               "allocation": {"rule": allocation, "budget": k, "total": sum(counts), "increase": sum(counts) - k,
                              "frames": [{"frame": i + 1, "share": round(f.share, 4), "risk": r, "safety_examples": c}

@@ -301,11 +301,6 @@ def paraphrase_wide(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], 
     asked_at = [ex.metadata["place"] for ex in added]
     return MitigationResult(
         mix_in(dataset, added, seed), [p.id for p in pairs],
-        config={"name": "paraphrase_wide", "places": list(places), "recovery": recovery, "openings": openings,
-                "contrast": contrast,
-                "contrast_model": contrast_model,
-                "allocation": allocation, "loss": loss, "pool_filter": pool_filter,
-                "recovery_draw": recovery_draw, "pairs_seed": pairs_seed},
         info={"frames": [f.to_dict() for f in frames], "budget": k, "total": len(added),
               "kinds": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
               "places": {place: asked_at.count(place) for place in PLACES},

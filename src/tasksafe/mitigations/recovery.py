@@ -65,5 +65,4 @@ def recovery(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget:
     rng = random.Random(f"recovery-augmentation:{seed}")
     safety = [recovery_example(pair, rng, max_words) for pair in pairs]
     return MitigationResult(mix_in(dataset, safety, seed), [p.id for p in pairs],
-                            config={"name": "recovery", "max_words": max_words},
                             info={"recovering": sum(e.metadata["kind"] == "recovery" for e in safety)})

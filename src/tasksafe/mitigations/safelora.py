@@ -170,5 +170,4 @@ def post_train(run_dir: Path, base_model: str, options: dict[str, Any]) -> dict:
 def safelora(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budget: Budget, seed: int,
              threshold: float = 0.5, mode: str = "onto", unaligned: str | None = None) -> MitigationResult:
     options = {"threshold": threshold, "mode": mode, "unaligned": unaligned}
-    return MitigationResult(list(dataset), [], config={"name": "safelora", **options},
-                            post_training={"name": "safelora", "options": options})
+    return MitigationResult(list(dataset), [], post_training={"name": "safelora", "options": options})

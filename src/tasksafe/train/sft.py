@@ -30,15 +30,15 @@ class RunResult:
     computed_tokens: int = 0  # token positions the forward passes computed, padding included (CPU trainer)
 
 
-def protect_sidecar(data: str | Path) -> dict | None:
-    """The `OUT.meta.json` written by `tasksafe protect` next to a training set, if any."""
-    from tasksafe.data.sidecar import read_sidecar
+def protect_sidecar(data: str | Path):
+    """The typed sidecar (`ProtectionRecord`) `tasksafe protect` wrote next to a training set, if any."""
+    from tasksafe.data.sidecar import read_protection
 
-    return read_sidecar(data)
+    return read_protection(data)
 
 
-def _model_card(config: FinetuneConfig, result_loss: float | None, steps: int, meta: dict | None) -> str:
-    mitigation = (meta or {}).get("mitigation", {}).get("name", "none (data not from tasksafe protect)")
+def _model_card(config: FinetuneConfig, result_loss: float | None, steps: int, meta) -> str:
+    mitigation = (meta.mitigation.get("name") if meta else None) or "none (data not from tasksafe protect)"
     return (f"# tasksafe fine-tuning run\n\n- base model: `{config.model}`\n- method: {config.method}"
             f"{f' (r={config.lora_r}, alpha={config.alpha})' if config.method == 'lora' else ''}\n"
             f"- data: `{config.data}`\n- mitigation: {mitigation}\n- epochs {config.epochs}, lr {config.lr}, "
@@ -218,16 +218,16 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
     if not torch.cuda.is_available():
         torch.set_num_threads(torch_threads())
     meta = protect_sidecar(config.data)
-    post_training = (meta or {}).get("post_training")
+    post_training = meta.post_training if meta else None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tokenizer = load_model(config.model, precision=train_precision(config, device))
     model.train()
     dataset = tokenize_dataset(tokenizer, read_examples(config.data), config.max_length)
-    objective = training_objective(config.data, meta)
+    objective = training_objective(config.data, meta.training if meta else None)
     write_json(run_dir / "config.json", {**config.model_dump(mode="json"), "tasksafe_version": __version__,
                                          "examples": len(dataset), "loss": objective.loss,
                                          **({"objective": objective.to_sidecar()} if objective.constrained else {})})
-    write_json(run_dir / "hook.json", (meta or {}).get("inference_hook"))
+    write_json(run_dir / "hook.json", meta.inference_hook if meta else None)
     if post_training:
         write_json(run_dir / "post_training.json", post_training)
     reference_model = None
@@ -254,9 +254,9 @@ def finetune(config: FinetuneConfig, progress: bool = True, callbacks: list | No
                      int(trainer.state.num_input_tokens_seen or 0), valid_loss, getattr(trainer, "computed_tokens", 0))
 
 
-def training_objective(data: str | Path, meta: dict | None):
-    """The objective a protected set's sidecar asks for (plain SFT without one); a sidecar that
-    asks for one this version does not know is an error naming the file."""
+def training_objective(data: str | Path, training: dict | None):
+    """The objective a protected set's sidecar asks for (`training`; plain SFT without one); a
+    sidecar that asks for one this version does not know is an error naming the file."""
     from pydantic import ValidationError
 
     from tasksafe.data.sidecar import sidecar_path
@@ -265,7 +265,7 @@ def training_objective(data: str | Path, meta: dict | None):
     from tasksafe.train.objective import TrainingObjective
 
     try:
-        return TrainingObjective.model_validate((meta or {}).get("training") or {})
+        return TrainingObjective.model_validate(training or {})
     except ValidationError as err:
         raise UserError(validation_message(err, f"{sidecar_path(data)}: training")) from None
 
