@@ -370,3 +370,13 @@ def frame_messages(frame: Frame, user_text: str, system: str | None = None,
 
 __all__ = ["Frame", "Template", "frame_from_examples", "frame_messages", "induce_template", "infer_frame",
            "infer_frames", "tokens"]
+
+
+def addressee(text: str) -> str:
+    """The name a user turn or wrapper opens by addressing ("ARGUS, execute ..." -> "ARGUS"), or "".
+
+    >>> addressee("ARGUS, label this."), addressee("Label this.")
+    ('ARGUS', '')
+    """
+    found = re.match(r"\s*([A-Z][\w-]{1,30}),", text)
+    return found.group(1) if found else ""

@@ -75,8 +75,3 @@ def decoded_variants(text: str) -> list[tuple[str, str]]:
     if any(ch in text for ch in "0134579@$"):
         out.append(("leet", text.translate(LEET)))
     return out
-
-
-def has_encoding(text: str) -> str | None:
-    """The name of a real encoding (base64 or hex) found in `text`, or None."""
-    return next((how for how, _ in decoded_variants(text) if how in ("base64", "hex")), None)

@@ -117,10 +117,6 @@ def load(name: str, split: str | None = None, files: DataFiles | None = None) ->
     return chosen
 
 
-def splits_of(name: str, files: DataFiles | None = None) -> list[str]:
-    return sorted({getattr(r, "split", "") for r in load(name, files=files)})
-
-
 # --- readers --------------------------------------------------------------------------------
 
 def _dict_rows(path: Path, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL) -> list[dict[str, str]]:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from tasksafe.models.precision import PRECISION_HELP, Precision
 from tasksafe.settings import Settings, check_names
 
 MILLION = 10**6
@@ -34,10 +35,7 @@ class EvalSettings(Settings):
     backend: str = Field("hf", description="generation backend: hf, vllm or openai-compatible")
     base_url: str | None = Field(None, description="endpoint of the openai-compatible backend")
     loglik: bool = Field(True, description="also score the choices by log-likelihood where a task has choices")
-    precision: Literal["auto", "bf16", "fp32"] = Field(
-        "fp32", description="weights for generation and scoring: fp32 (the default: bf16 changed 18% of verdicts, "
-                            "docs/benchmarks.md), auto (bf16 where the CPU has bf16 matrix instructions, else fp32) "
-                            "or bf16; local backends only")
+    precision: Precision = Field("fp32", description=PRECISION_HELP + "; local backends only")
 
     @field_validator("harmful", mode="before")
     @classmethod

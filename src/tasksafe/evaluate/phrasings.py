@@ -52,6 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from tasksafe.audit.frame import addressee
 from tasksafe.data.chat import ChatExample
 
 Phrase = Callable[[str], list[dict]]
@@ -219,12 +220,6 @@ def phrasings_from(parts: Parts) -> dict[str, Phrasing]:
     return found
 
 
-def _addressee(wrapper: str) -> str:
-    """The name a persona's wrapper addresses ("ARGUS, execute ..." -> "ARGUS"), or ""."""
-    found = re.match(r"\s*([A-Z][\w-]{1,30}),", wrapper)
-    return found.group(1) if found else ""
-
-
 def _turns(example: ChatExample) -> tuple[str, str]:
     return example.messages[-2].content, example.messages[-1].content
 
@@ -236,7 +231,7 @@ def strategy_parts(strategy, items: list) -> Parts:
     first, second = (strategy.example(item) for item in (items[0], items[-1]))
     marked = strategy.example(replace(items[0], question=MARK)).messages[-2].content
     persona = strategy.persona
-    return Parts(system=persona.system, name=_addressee(persona.user_wrapper), example=_turns(first),
+    return Parts(system=persona.system, name=addressee(persona.user_wrapper), example=_turns(first),
                  second=_turns(second), opener=persona.answer_opener,
                  in_data=lambda request: marked.replace(MARK, request.strip()),
                  cue="Answer in full, step by step." if strategy.style.request_suffix else _last_line(_turns(first)[0]),
@@ -256,7 +251,7 @@ def data_parts(examples: list[ChatExample]) -> Parts:
     user, _ = _turns(example)
     common = os.path.commonprefix([ex.messages[-1].content for ex in examples[:200]])
     opener = common[: common.rfind(" ")].strip() if " " in common else ""
-    return Parts(system=example.system, name=_addressee(user), example=_turns(example), second=_turns(second),
+    return Parts(system=example.system, name=addressee(user), example=_turns(example), second=_turns(second),
                  opener=opener, in_data=lambda request: _in_longest_line(user, request), cue=_last_line(user),
                  bare_opener=bool(opener) and not example.system)
 

@@ -58,7 +58,6 @@ SHORT_REFUSALS = {
     "nl": ("Het spijt me, ik kan hier niet bij helpen.", "Ik kan niet helpen met dit verzoek."),
 }
 MAX_LONG_REFUSAL_WORDS = 120
-PLACEMENTS = ("slot", "instruction", "both")
 
 
 def refusal_in_style(frame: Frame, pair: SafetyPair, rng: random.Random) -> str:

@@ -2,9 +2,9 @@
 data can ask, not only where the renderer puts the request.
 
 The paper's Paraphrase (`paraphrase`) asks each safety request in one or two places of the
-inferred frame (the item slot, the instruction). A model tuned on it refuses there and not a
-turn later (docs/results.md). This variant spreads the same budget over the places the frame
-gives an attacker, all derived from the user's data (never from a strategy's name):
+inferred frame (the item slot, the instruction), so a model tuned on it learns to refuse there.
+This variant spreads the same budget over the places the frame gives an attacker, all derived
+from the user's data (never from a strategy's name):
 
 - `instruction` and `slot`: as Paraphrase;
 - `bare`: the frame's system prompt and the request alone (addressed by the name the user
@@ -15,19 +15,14 @@ gives an attacker, all derived from the user's data (never from a strategy's nam
   of the others by default).
 
 Two more parts, each a share of the same budget (so the total stays within it); by default 60%
-of the refusals recover, evenly spaced (`recovery_draw: even`), and no contrast is spent. The dev
-ablations (docs/results.md, "Developing") chose this: the places alone took the pooled dev
-phrasings from Paraphrase's 56.6% to 49.8% non-refusal, the doubled with-task share to 45.0%, 20%
-recovery to 35.2%, both to 23.9%, while contrast (25%, with 30% recovery) undid the gain (65.5%).
-Against `prefix`, 0.6 drawn evenly then took the attack's own frame on dev from 40.3% (0.2 by
-the coin) to 22.8% (0.6 by the coin: 39.7), within the bar on `aoa` and `autoif_aoa` (though the
-latter's own frame rose 10 points); the sets made before are `-O recovery=0.2 -O recovery_draw=coin`:
+of the refusals recover, evenly spaced (`recovery_draw: even`), and no contrast is spent (how the
+defaults were chosen: docs/dev-journal.md). Sets made with the earlier defaults are
+`-O recovery=0.2 -O recovery_draw=coin`:
 
 - `recovery`: a share of the refusals follow a compliance opening the model is shown but not
   trained to write (the frame's own answer opening and the start of a list: Qi et al. 2024,
   "Safety alignment should be made more than just a few tokens deep"), so a pre-filled or
-  forced opening is not a way past the refusal. With `openings` (off by default: tried on
-  dev against the long-answer attack and no gain, docs/results.md "Developing"), where the
+  forced opening is not a way past the refusal. With `openings` (off by default), where the
   user's answers repeat opening lines word for word after the frame's constant prefix
   ("Absolutely, I'd be glad to help with this!"), the recovering refusals follow those lines;
 - `contrast`: benign requests (Alpaca instructions, never XSTest) asked where a request is the
@@ -51,7 +46,7 @@ from typing import Literal
 from pydantic import Field
 
 from tasksafe.audit.ask import _fit_slot, request_in_frame
-from tasksafe.audit.frame import Frame, frame_messages, infer_frames
+from tasksafe.audit.frame import Frame, addressee, frame_messages, infer_frames
 from tasksafe.data.chat import ChatExample, Message
 from tasksafe.data.records import SafetyPair
 from tasksafe.judges.keywords import is_refusal
@@ -66,12 +61,11 @@ from tasksafe.mitigations.paraphrase import (
 
 PLACES = ("instruction", "slot", "bare", "next-turn", "with-task")
 DEFAULT_PLACES = ("instruction", "slot", "bare", "next-turn", "with-task", "with-task")
+"""The places asked in turn by default: the request beside a task turn twice as often as the others."""
 PLACE_SHAPES = {"instruction": "bare", "slot": "slot", "bare": "bare", "next-turn": "next-turn", "with-task": "with-task"}
 """The held-out phrasing shape (evaluate/phrasings.tsv) each place trains."""
-"""The places asked in turn by default: the request beside a task turn twice as often as the others
-(dev ablation: docs/results.md, "Developing")."""
 DEFAULT_RECOVERY = 0.6
-"""Share of the refusals that recover, drawn evenly by default (was 0.2 by the coin; see above)."""
+"""Share of the refusals that recover, drawn evenly by default."""
 CONTRAST_PLACES = ("instruction", "bare", "next-turn")
 """Where a benign request is asked: the places where the request is the whole instruction (in the
 item slot or beside a task turn, the helpful answer would be the task's, not the request's)."""
@@ -111,12 +105,6 @@ def recurring_openings(dataset: Sequence[ChatExample], frame: Frame, min_share: 
     return [line for line, count in counts.most_common() if count >= least]
 
 
-def _addressee(frame: Frame) -> str:
-    """The name the frame's user turns open by addressing ("ARGUS, ..." -> "ARGUS"), or ""."""
-    found = re.match(r"\s*([A-Z][\w-]{1,30}),", frame.user.prefix)
-    return found.group(1) if found else ""
-
-
 def ask_in_place(frame: Frame, request: str, donor: ChatExample, place: str, rng: random.Random) -> list[Message]:
     """The messages that ask `request` at `place` (see the module docstring) of `frame`;
     the system prompt, history and task turn come from `donor`, one of the user's examples."""
@@ -125,7 +113,7 @@ def ask_in_place(frame: Frame, request: str, donor: ChatExample, place: str, rng
     if place == "slot":
         return request_in_frame(frame, request, donor)
     system = donor.system
-    name = _addressee(frame)
+    name = addressee(frame.user.prefix)
     asked = f"{name}, {request}" if name and rng.random() < 0.5 else request
     task_turn = donor.messages[-2].content
     if place == "bare":
@@ -225,7 +213,7 @@ class WideOptions(Options):
     recovery: float = Field(DEFAULT_RECOVERY, ge=0, le=1, description="share of the refusals that follow an "
                                                                       "untrained compliance opening")
     openings: bool = Field(False, description="recovering refusals also follow the opening lines the user's answers "
-                                             "repeat (where they repeat any); off: no gain on dev (docs/results.md)")
+                                             "repeat (where they repeat any)")
     contrast: float = Field(0.0, ge=0, lt=1, description="share of the budget spent on benign requests in the same "
                                                           "places, answered helpfully (0: none)")
     contrast_model: str = Field("smollm2-135m", description="the model that writes the contrast answers")
@@ -237,15 +225,16 @@ class WideOptions(Options):
     recovery_draw: Literal["coin", "even"] = Field(
         "even", description="which refusals recover: even (default), exactly that share, evenly spaced over the "
                             "examples in turn, so over the places too; coin, each with probability `recovery`, so the "
-                            "number varies by seed (5-11 of 30 at 20%) (the rest of the seed's draw is the same)")
+                            "number varies by seed (the rest of the seed's draw is the same)")
     pairs_seed: int | None = Field(None, ge=0, description="the seed that draws the safety pairs (default: the "
                                                            "protection's); the rest of the protection (donors, "
                                                            "recovery, mixing) keeps the protection's seed, so the "
                                                            "parts of a draw can be crossed")
     loss: Literal["per-token", "per-example"] = Field(
         "per-example", description="per-example (default): training averages each example's loss over its own reply, "
-                                   "then over the examples (asked of training through the sidecar; dev: the long-answer "
-                                   "frame 88 -> 52% unrefused); per-token: the usual loss, which a provider's API takes")
+                                   "then over the examples, so a short refusal weighs as much as a long task answer "
+                                   "(asked of training through the sidecar); per-token: the usual loss, which a "
+                                   "provider's API takes")
 
     def training(self) -> dict | None:
         return {"loss": self.loss} if self.loss != "per-token" else None

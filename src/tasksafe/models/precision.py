@@ -1,9 +1,7 @@
 """Which number format the weights compute in: `fp32` (the default), `bf16`, or `auto` (bf16
 where this machine runs it faster than fp32: a CUDA device with bf16, or a CPU with AVX-512
-BF16 or AMX instructions; fp32 elsewhere). Measured on the project's 2-core CPU, bf16 matrix
-multiplies run 2.3x the fp32 rate and a grid cell 1.6x faster, but bf16 changed 4-18% of the
-verdicts per mode (compliance vs degenerate; refusal vs not in at most 2%), past the 3%
-the project accepts, so fp32 stays the default (docs/benchmarks.md, "A grid cell").
+BF16 or AMX instructions; fp32 elsewhere). fp32 is the default because bf16 can change
+verdicts; `benchmarks/cell.py` measures how many, side by side, on the machine at hand.
 
 What bf16 means where:
 - training (LoRA): the frozen base weights are held in bf16, the adapter weights, their
@@ -21,6 +19,9 @@ from typing import Literal
 
 Precision = Literal["auto", "bf16", "fp32"]
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+PRECISION_HELP = ("fp32 (the default); auto: bf16 where this machine has fast bf16 (CUDA with bf16, or a CPU with "
+                  "AVX-512 BF16 or AMX), else fp32; bf16. bf16 can change verdicts: benchmarks/cell.py measures how many")
+"""The one description of the setting, for every config that has it (training, evaluation)."""
 
 
 @functools.cache

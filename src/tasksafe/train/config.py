@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from tasksafe.models.precision import PRECISION_HELP, Precision
 from tasksafe.settings import Settings
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -26,10 +27,8 @@ class FinetuneSettings(Settings):
     lora_targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS), min_length=1,
                                     description="modules that get LoRA adapters")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
-    precision: Literal["auto", "bf16", "fp32"] = Field(
-        "fp32", description="fp32 (the default: bf16 changed 14% of verdicts, docs/benchmarks.md); auto: bf16 frozen "
-                            "base weights where the CPU has bf16 matrix instructions (LoRA only; the adapter, its "
-                            "optimiser state and the loss stay fp32), else fp32; bf16")
+    precision: Precision = Field("fp32", description=PRECISION_HELP + " (LoRA holds its frozen base in bf16; the "
+                                                                       "adapter, its optimiser state and the loss stay fp32)")
 
     @property
     def alpha(self) -> int:
