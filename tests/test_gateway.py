@@ -645,3 +645,46 @@ def test_the_dashboard_shows_what_an_unfinished_or_failed_job_has_done(tmp_path,
     curve = view["curve"]
     assert curve["ceiling"] == 2.0 and [t["label"] for t in curve["ticks"]] == ["0", "1", "2"]  # from 0, not its noise
     assert loss_curve([]) is None
+
+
+def test_a_streamed_reply_arrives_as_it_is_generated_and_joins_to_the_whole_reply():
+    """`stream_events` over pieces that arrive one by one: the first content chunk is sent before
+    the last piece exists, a stop sequence split over pieces is never sent, and the content joins
+    to what the reply without streaming holds (stripped, cut at the stop)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from tasksafe.gateway.chat import ChatRequest, cut_at_stop, stream_events
+
+    async def run(pieces, **asked):
+        request = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}], stream=True, **asked)
+        produced, events = [], []
+
+        async def source():
+            for piece in pieces:
+                produced.append(piece)
+                yield piece
+                await asyncio.sleep(0)
+
+        async for event in stream_events(request, "m", source()):
+            events.append((len(produced), event))
+        return events
+
+    final = SimpleNamespace(prompt_tokens=5, completion_tokens=6, stopped=True)
+    pieces = ["\n Hello", " there,", " friend", ". EN", "D more", " words\n", final]
+    events = asyncio.run(run(pieces, stop=["END"], stream_options={"include_usage": True}))
+    payloads = [json.loads(e.removeprefix("data: ")) for _, e in events if e != "data: [DONE]\n\n"]
+    contents = [(n, p["choices"][0]["delta"].get("content")) for (n, _), p in zip(events, payloads)
+                if p["choices"] and p["choices"][0]["delta"].get("content")]
+    whole = "".join(text for _, text in contents)
+    assert whole == cut_at_stop("".join(p for p in pieces if isinstance(p, str)).strip(), ["END"])[0] == "Hello there, friend. "
+    assert contents[0][0] == 1  # the first words go out while the rest is still being generated
+    assert all("EN" not in text for _, text in contents)  # the start of a stop sequence waits
+    finishes = [p["choices"][0]["finish_reason"] for p in payloads if p["choices"]]
+    assert finishes[-1] == "stop" and payloads[-1]["usage"]["completion_tokens"] == 6
+    assert events[-1][1] == "data: [DONE]\n\n"
+    cut_short = asyncio.run(run(["Yes", " and", " no  ", SimpleNamespace(prompt_tokens=1, completion_tokens=3,
+                                                                        stopped=False)]))
+    texts = [json.loads(e.removeprefix("data: ")) for _, e in cut_short if e.startswith("data: {")]
+    assert "".join(t["choices"][0]["delta"].get("content") or "" for t in texts) == "Yes and no"
+    assert texts[-1]["choices"][0]["finish_reason"] == "length"  # ran into max_tokens

@@ -92,3 +92,29 @@ def test_complete_counts_the_prompt_and_the_reply_up_to_its_end_of_turn(backend)
     finally:
         config.eos_token_id = original
     assert (stopped.completion_tokens, stopped.stopped) == (new.index(new[3]), True)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.9])
+def test_a_streamed_reply_is_the_same_reply_arriving_while_it_is_generated(temperature):
+    from tasksafe.generate.base import GenerationParams
+    from tasksafe.generate.hf import STREAM_AHEAD, Completion, HFBackend
+
+    backend = HFBackend.from_name("tiny-random")
+    steps = []
+    backend.model.get_decoder().register_forward_hook(lambda *args: steps.append(1))
+    conversation = [{"role": "user", "content": "Say something long."}]
+    params = GenerationParams(max_new_tokens=40, temperature=temperature, seed=5)
+    pieces, at_first = [], None
+    for piece in backend.stream(conversation, params):
+        if isinstance(piece, Completion):
+            final = piece
+            continue
+        at_first = len(steps) if at_first is None else at_first
+        pieces.append(piece)
+    whole = backend.complete([conversation], params)[0]
+    assert "".join(pieces).strip() == whole.text and final == whole
+    assert len(pieces) > 1 and final.completion_tokens > STREAM_AHEAD + 2
+    assert at_first <= STREAM_AHEAD + 2  # the first text came while the reply was still being generated
+    stopped = backend.stream(conversation, params)
+    next(stopped)
+    stopped.close()  # a reader that goes away stops the generation

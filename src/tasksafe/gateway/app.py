@@ -292,12 +292,50 @@ def _model_routes(app: FastAPI, state: State, policy, tenant) -> None:
         if job is None:
             raise APIError(404, f"no released model {asked.model!r} (a model is released when its job succeeds)",
                            "model_not_found", "model")
+        if asked.stream and asked.n == 1 and not job.get("upstream"):  # tokens sent as they are generated
+            return StreamingResponse(_streamed(state, policy, backends, job, asked, serving),
+                                     media_type="text/event-stream")
         async with serving:  # one request at a time uses (or swaps) the loaded model
             replies, usage = await _replies(state, policy, backends, job, asked)
         if asked.stream:
             return StreamingResponse(chat_api.chunks(asked, asked.model, replies, usage), media_type="text/event-stream")
         return chat_api.completion(asked, asked.model, replies, usage)
 
+
+
+async def _backend(state: State, policy, backends: dict, job: dict, asked):
+    """The backend serving the job's model (loaded once, kept while it is asked), and the
+    request's conversation with the job's inference hook applied. Call it holding the lock."""
+    from starlette.concurrency import run_in_threadpool
+
+    from tasksafe.generate.hf import HFBackend
+
+    if asked.model not in backends:
+        backends.clear()
+        if job.get("upstream"):  # trained upstream: the provider serves it
+            backends[asked.model] = policy.upstream.backend(job["upstream"]["fine_tuned_model"])
+        else:
+            backends[asked.model] = await run_in_threadpool(
+                HFBackend.from_name, job["model"], adapter=str(state.root / job["run_dir"] / "adapter"))
+    return backends[asked.model], with_job_hook(state, job, asked.conversation())
+
+
+async def _streamed(state: State, policy, backends: dict, job: dict, asked, serving: asyncio.Lock):
+    """The reply's server-sent events as the model writes it, holding the model's lock until
+    generation has ended (a stop sequence ends the events at once; the rest is generated and
+    dropped)."""
+    from starlette.concurrency import iterate_in_threadpool
+
+    from tasksafe.gateway.chat import stream_events
+    from tasksafe.generate.base import GenerationParams
+
+    async with serving:
+        backend, conversation = await _backend(state, policy, backends, job, asked)
+        params = GenerationParams(max_new_tokens=asked.limit(), temperature=asked.temperature, top_p=asked.top_p,
+                                  seed=asked.seed or 0)
+        pieces = iterate_in_threadpool(backend.stream(conversation, params))
+        async for event in stream_events(asked, asked.model, pieces):
+            yield event
 
 
 async def _replies(state: State, policy, backends: dict, job: dict, asked) -> tuple[list[tuple[str, str]], dict | None]:
@@ -309,14 +347,7 @@ async def _replies(state: State, policy, backends: dict, job: dict, asked) -> tu
     from tasksafe.generate.base import GenerationParams
     from tasksafe.generate.hf import HFBackend
 
-    if asked.model not in backends:
-        backends.clear()
-        if job.get("upstream"):  # trained upstream: the provider serves it
-            backends[asked.model] = policy.upstream.backend(job["upstream"]["fine_tuned_model"])
-        else:
-            backends[asked.model] = await run_in_threadpool(
-                HFBackend.from_name, job["model"], adapter=str(state.root / job["run_dir"] / "adapter"))
-    backend, conversation = backends[asked.model], with_job_hook(state, job, asked.conversation())
+    backend, conversation = await _backend(state, policy, backends, job, asked)
     params = [GenerationParams(max_new_tokens=asked.limit(), temperature=asked.temperature, top_p=asked.top_p,
                                seed=(asked.seed or 0) + i) for i in range(asked.n)]
     if not isinstance(backend, HFBackend):  # served upstream: its provider counted, the counts do not come back

@@ -2,9 +2,13 @@
 (`ChatRequest`), the replies generated with the job's inference hook applied, and the answer as
 one `chat.completion` object or, with `stream`, as server-sent `chat.completion.chunk` events.
 
-A streamed reply is generated whole first and then sent as chunks of a few words, in OpenAI's
-event format (a role chunk, content chunks, a chunk with `finish_reason`, `data: [DONE]`): the
-client's streaming code works unchanged, but the first token does not arrive sooner. Parameters
+A streamed reply (`stream: true`, one choice, a model trained here) is sent as the model writes
+it, in OpenAI's event format (a role chunk, content chunks, a chunk with `finish_reason`,
+`data: [DONE]`; `stream_events`): the first words arrive while the rest is being generated. Text
+that could be the start of a stop sequence, and trailing white space, wait for the next piece, so
+the chunks join to exactly the reply a request without `stream` gets. Several choices (`n` > 1)
+and models served by an upstream provider are generated whole first, then sent as chunks of a few
+words (`chunks`). Parameters
 tasksafe does not implement (tools, response_format, logprobs, ...) are refused with 400, never
 ignored.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -107,4 +111,49 @@ def chunks(request: ChatRequest, model: str, replies: list[tuple[str, str]], usa
         yield event([{"index": i, "delta": {}, "finish_reason": finish}])
     if (request.stream_options or {}).get("include_usage"):
         yield event([], usage=usage)
+    yield "data: [DONE]\n\n"
+
+
+async def stream_events(request: ChatRequest, model: str, pieces: AsyncIterator) -> AsyncIterator[str]:
+    """Server-sent events for one reply whose text arrives in `pieces` (strings, then a final
+    object with `prompt_tokens`, `completion_tokens` and `stopped`: `HFBackend.stream`). The
+    content sent joins to the reply `completion` would hold: stripped, cut at a stop sequence."""
+    base = {"id": "chatcmpl-" + secrets.token_hex(12), "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": model}
+
+    def event(choices: list[dict], **extra) -> str:
+        return f"data: {json.dumps({**base, 'choices': choices, **extra})}\n\n"
+
+    def content(text: str) -> str:
+        return event([{"index": 0, "delta": {"content": text}, "finish_reason": None}])
+
+    yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+    hold = max((len(s) for s in request.stop), default=1) - 1  # what could still become a stop sequence
+    text, sent, final, finish = "", 0, None, None
+    async for piece in pieces:
+        if not isinstance(piece, str):
+            final = piece
+            continue
+        if finish:  # a stop sequence ended the reply: the rest is generated and dropped
+            continue
+        text = (text + piece) if text else piece.lstrip()
+        cut, stopped = cut_at_stop(text, request.stop)
+        if stopped:
+            if len(cut) > sent:
+                yield content(cut[sent:])
+            sent, finish = len(cut), "stop"
+            yield event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+            continue
+        ready = min(len(text) - hold, len(text.rstrip()))
+        if ready > sent:
+            yield content(text[sent:ready])
+            sent = ready
+    if not finish:
+        if len(text.rstrip()) > sent:
+            yield content(text.rstrip()[sent:])
+        finish = "stop" if final is None or final.stopped else "length"
+        yield event([{"index": 0, "delta": {}, "finish_reason": finish}])
+    if (request.stream_options or {}).get("include_usage") and final is not None:
+        yield event([], usage={"prompt_tokens": final.prompt_tokens, "completion_tokens": final.completion_tokens,
+                               "total_tokens": final.prompt_tokens + final.completion_tokens})
     yield "data: [DONE]\n\n"

@@ -119,10 +119,10 @@ def _cache_keyword(module) -> str:
 
 
 def greedy_generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, stops: set[int], pad: int,
-                    compact_share: float = 0.25) -> list[list[int]]:
+                    compact_share: float = 0.25, on_token=None) -> list[list[int]]:
     """Each prompt's greedy reply tokens, up to and including its first token in `stops` (or
     `max_new_tokens` of them). Rows that ended leave the batch once they are `compact_share`
-    of it."""
+    of it. `on_token(row, token)` is called with each token as soon as it is chosen (streaming)."""
     import torch
     from transformers.cache_utils import Cache
 
@@ -172,6 +172,8 @@ def greedy_generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int
                 if running[k]:
                     replies[row].append(token)
                     running[k] = token not in stops
+                    if on_token is not None:
+                        on_token(row, token)
             alive = [k for k, r in enumerate(running) if r]
             if not alive or step == max_new_tokens - 1:
                 break

@@ -121,7 +121,77 @@ class HFBackend:
                                         len(new) if ended is None else ended, ended is not None)
         return outputs
 
-    def _generate(self, prompts: list[list[int]], params: GenerationParams, pad: int) -> list[list[int]]:
+    def stream(self, conversation: Conversation, params: GenerationParams = GenerationParams()):
+        """One reply to `conversation`, as it is generated: an iterator of text pieces (each the
+        new text since the last, whole characters only), then a final `Completion` with the whole
+        reply's counts. The tokens are the ones `complete` chooses (greedy through the same
+        decoding loop, sampled through `generate`), so the pieces join to its text (before the
+        final strip of white space). Generation runs at most `STREAM_AHEAD` tokens ahead of the
+        reader, and stops when the reader closes the iterator (a client that went away)."""
+        import queue
+        import threading
+
+        import torch
+
+        tokenizer = self.tokenizer
+        prompt = self.encode(conversation)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        stops = {*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id, pad} - {None}
+        tokens: queue.Queue = queue.Queue(maxsize=STREAM_AHEAD)
+        failure: list[BaseException] = []
+        closed = threading.Event()
+
+        def hand_on(token) -> None:
+            while True:
+                if closed.is_set():
+                    raise _ReaderGone
+                try:
+                    return tokens.put(token, timeout=0.1)
+                except queue.Full:
+                    continue
+
+        def run():
+            try:
+                if params.temperature > 0 or self.reference:
+                    torch.manual_seed(params.seed)
+                    self._generate([prompt], params, pad, on_token=hand_on)
+                else:
+                    greedy_generate(self.model, [prompt], params.max_new_tokens, stops, pad,
+                                    on_token=lambda _row, token: hand_on(token))
+            except _ReaderGone:
+                return
+            except BaseException as err:  # handed to the reader, which raises it
+                failure.append(err)
+            try:
+                hand_on(None)
+            except _ReaderGone:
+                pass
+
+        threading.Thread(target=run, daemon=True).start()
+        new: list[int] = []
+        sent = ""
+        ended = False
+        try:
+            while (token := tokens.get()) is not None:
+                if ended:
+                    continue
+                new.append(token)
+                ended = token in stops
+                text = tokenizer.decode(new, skip_special_tokens=True)
+                if not text.endswith("\ufffd") and len(text) > len(sent):  # a character split over tokens waits
+                    yield text[len(sent):]
+                    sent = text
+        finally:
+            closed.set()
+        if failure:
+            raise failure[0]
+        stop_at = next((n for n, token in enumerate(new) if token in stops), None)
+        yield Completion(tokenizer.decode(new, skip_special_tokens=True).strip(), len(prompt),
+                         len(new) if stop_at is None else stop_at, stop_at is not None)
+
+    def _generate(self, prompts: list[list[int]], params: GenerationParams, pad: int,
+                  on_token=None) -> list[list[int]]:
         """Replies through `model.generate` (left padding, KV cache): sampled ones, and greedy
         ones for the reference decoding."""
         import torch
@@ -132,10 +202,39 @@ class HFBackend:
         for row, ids in enumerate(prompts):
             input_ids[row, width - len(ids):] = torch.tensor(ids)
             attention[row, width - len(ids):] = 1
+        streamer = _TokenStreamer(on_token, skip=width) if on_token is not None else None
         with torch.inference_mode():
             generated = self.model.generate(
                 input_ids=input_ids.to(self.model.device), attention_mask=attention.to(self.model.device),
                 max_new_tokens=params.max_new_tokens, do_sample=params.temperature > 0, use_cache=True,
-                pad_token_id=pad, **({"temperature": params.temperature, "top_p": params.top_p}
-                                     if params.temperature > 0 else {"temperature": None, "top_p": None, "top_k": None}))
+                pad_token_id=pad, streamer=streamer,
+                **({"temperature": params.temperature, "top_p": params.top_p}
+                   if params.temperature > 0 else {"temperature": None, "top_p": None, "top_k": None}))
         return [generated[row, width:].tolist() for row in range(len(prompts))]
+
+
+STREAM_AHEAD = 8
+"""How many tokens a streamed generation may run ahead of its reader."""
+
+
+class _ReaderGone(Exception):
+    """The reader of a streamed reply closed it: generation stops."""
+
+
+class _TokenStreamer:
+    """What transformers' `generate` calls with each new token (`streamer=`): hands each one of
+    a single-row generation to `on_token`, after the prompt's `skip` tokens it is first given."""
+
+    def __init__(self, on_token, skip: int):
+        self.on_token, self.skip = on_token, skip
+
+    def put(self, value) -> None:
+        ids = value.reshape(-1).tolist()
+        if self.skip:  # the first call carries the prompt
+            self.skip = 0
+            return
+        for token in ids:
+            self.on_token(token)
+
+    def end(self) -> None:
+        pass
