@@ -68,6 +68,7 @@ def _register_commands() -> None:
     from tasksafe.cli.evaluate import evaluate
     from tasksafe.cli.finetune import finetune
     from tasksafe.cli.judge import judge
+    from tasksafe.cli.plugins import plugins
     from tasksafe.cli.protect import protect
     from tasksafe.cli.report import report
     from tasksafe.cli.results import results
@@ -76,7 +77,7 @@ def _register_commands() -> None:
     from tasksafe.cli.serve import keys, serve
 
     for command in (data, build, audit, protect, align, finetune, safelora, evaluate, judge, run, report, results,
-                    serve, keys):
+                    serve, keys, plugins):
         cli.add_command(command)
 
 
