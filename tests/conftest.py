@@ -11,6 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+collect_ignore = ["example_plugin"]  # a package the plugin tests install; importing it here would register it
 
 
 @pytest.fixture(autouse=True, scope="session")
