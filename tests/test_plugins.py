@@ -70,3 +70,45 @@ def test_a_plugin_that_fails_to_import_is_an_error_naming_it(tmp_path, monkeypat
     monkeypatch.setattr("importlib.metadata.entry_points", lambda group: [Broken()] if group == registry.PLUGIN_GROUP else [])
     with pytest.raises(UserError, match="tasksafe plugin 'broken' \\(no_such_module_here\\) failed to load"):
         registry.load_plugins()
+
+
+BLOCKER = '''
+import sys
+
+BLOCKED = {"fastapi", "uvicorn", "starlette", "matplotlib", "jinja2", "multipart", "python_multipart", "ray"}
+
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked: a core install)")
+        return None
+
+
+sys.meta_path.insert(0, Block())
+'''
+
+
+def test_the_core_install_works_without_the_extras_and_names_a_missing_one(tmp_path, mirror):
+    """With the gateway, report and Ray extras' packages unimportable, the library and the core
+    commands work, and a command that needs an extra is one line naming it."""
+    (tmp_path / "sitecustomize.py").write_text(BLOCKER)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def run(*args):
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+    imported = run("-c", "import fastapi" )
+    assert imported.returncode != 0 and "blocked" in imported.stderr  # the blocker works
+    core = run("-c", "import tasksafe.cli.main, tasksafe.mitigations, tasksafe.evaluate, tasksafe.train, "
+                     "tasksafe.audit, tasksafe.experiments, tasksafe.organism, tasksafe.report.tables; print('ok')")
+    assert core.returncode == 0 and core.stdout.strip() == "ok", core.stderr
+    cli = ["-m", "tasksafe.cli.main"]
+    assert run(*cli, "build", "--task", "sst2", "--strategy", "aoa", "--n", "20", "-o", "a.jsonl").returncode == 0
+    protected = run(*cli, "protect", "a.jsonl", "--mitigation", "paraphrase", "--k", "2", "-o", "p.jsonl")
+    assert protected.returncode == 0, protected.stderr
+    served = run(*cli, "serve", "--port", "0")
+    assert served.returncode == 2 and "pip install 'tasksafe[gateway]'" in served.stderr
+    assert len(served.stderr.strip().splitlines()) == 1
+    reported = run(*cli, "report", str(REPO / "results" / "demo.jsonl"), "-o", "rep")
+    assert reported.returncode == 2 and "tasksafe[report]" in reported.stderr, reported.stderr

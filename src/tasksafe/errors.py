@@ -39,3 +39,16 @@ class MissingDependencyError(UserError):
     def __init__(self, package: str, extra: str | None = None):
         target = f"'tasksafe[{extra}]'" if extra else package
         super().__init__(f"{package} is not installed; install it with: pip install {target}")
+
+
+def require(module: str, extra: str) -> None:
+    """Raise `MissingDependencyError` naming `extra` when `module` cannot be imported (an
+    optional part of tasksafe whose extra is not installed)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingDependencyError(module, extra)

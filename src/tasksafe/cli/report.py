@@ -15,8 +15,10 @@ def report(results_dir: str, out_dir: str) -> None:
     from pathlib import Path
 
     from tasksafe.data.io import check_output_dir
+    from tasksafe.errors import require
     from tasksafe.report import build_report
 
+    require("matplotlib", "report")  # its plots: without the report extra, one line naming it
     check_output_dir(out_dir)
     path = build_report(results_dir, out_dir)
     click.echo(f"report: {path} and {Path(out_dir) / 'report.html'}")

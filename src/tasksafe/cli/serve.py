@@ -29,6 +29,10 @@ def serve(host: str, port: int, state_dir: str, policy_file: str | None, max_req
     /v1/fine_tuning/jobs, /v1/models) that validates and audits every uploaded file, protects
     every job, trains it and releases the model only past a safety gate. Create keys with
     `tasksafe keys create TENANT`. Jobs survive a restart (docs/gateway.md)."""
+    from tasksafe.errors import require
+
+    require("fastapi", "gateway")  # first: without the gateway extra, one line naming it
+    require("uvicorn", "gateway")
     import subprocess
     import sys
 

@@ -19,6 +19,9 @@ repeat its persona's phrase, so non-refusal and judged harmful compliance are ke
 
 
 def _pyplot():
+    from tasksafe.errors import require
+
+    require("matplotlib", "report")
     import matplotlib
 
     matplotlib.use("Agg")
