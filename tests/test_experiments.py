@@ -644,3 +644,18 @@ def test_the_tradeoff_plot_places_each_mitigation_by_over_refusal_and_held_out_n
     _, name = tradeoff_plot(rows, tmp_path)
     assert name == "tradeoff.png" and (tmp_path / name).stat().st_size > 1000
     assert tradeoff_plot([r for r in rows if r.config.mitigation == "none"], tmp_path) is None  # no curve, no plot
+
+
+def test_the_defence_targets_are_read_from_a_targets_file(tmp_path):
+    from tasksafe.errors import UserError
+    from tasksafe.report.claims import load_targets
+
+    shipped = load_targets()
+    assert sorted(shipped) == [0.03, 0.1] and [t.label for t in shipped[0.03]] == ["sealed <= benign + 20"]
+    assert next(t for t in shipped[0.1] if t.label.startswith("task")).floor
+    custom = tmp_path / "targets.yaml"
+    custom.write_text("- budget: 0.2\n  targets:\n    - {label: over-refusal <= 30, measure: over_refusal, slack: 0.3}\n")
+    assert [(t.label, t.reference, t.slack) for t in load_targets(custom)[0.2]] == [("over-refusal <= 30", None, 0.3)]
+    custom.write_text("- budget: 0.2\n  targets:\n    - {label: x, measure: charm, slack: 0.3}\n")
+    with pytest.raises(UserError, match="targets.yaml: target 'x': measure is one of"):
+        load_targets(custom)
