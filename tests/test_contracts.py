@@ -329,8 +329,8 @@ def test_every_mode_is_one_entry_that_the_tables_plots_gate_and_summary_follow()
     from tasksafe.results import MEASURES, MODES, HarmfulSetResult
 
     keys = [mode.key for mode in MODES]
-    assert [key for key, _ in tables.MEASURES] == [m.key for m in MODES if m.in_tables]
-    assert {key for key, _, _ in plots.MEASURES} == {m.key for m in MODES if m.in_plots}
+    assert [key for key, _ in tables.TABLE_MODES] == [m.key for m in MODES if m.in_tables]
+    assert {key for key, _, _ in plots.PANELS} == {m.key for m in MODES if m.in_plots}
     assert all(hasattr(Gate(), ceiling) for _, _, ceiling in GATE_MEASURES)
     summary = runpy.run_path(str(SRC.parents[1] / "scripts" / "results_summary.py"))
     assert [h for h in summary["HEADERS"] if h.startswith("non-refusal ")] == [

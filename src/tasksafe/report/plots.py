@@ -11,7 +11,7 @@ from tasksafe.report.tables import efficiency_curves, mode_rate
 from tasksafe.results import MODES, RateRecord
 
 PLOTTED = [mode for mode in MODES if mode.in_plots]
-MEASURES = tuple([(m.key, "non_refusal", f"non-refusal, {m.label}") for m in PLOTTED]
+PANELS = tuple([(m.key, "non_refusal", f"non-refusal, {m.label}") for m in PLOTTED]
                  + [(m.key, "asr", f"harmful compliance, {m.label}") for m in PLOTTED if m.key == "held_out"])
 """The efficiency plot's panels. The renderer-matched prompt is what Paraphrase trains on, so
 the held-out phrasings get panels of their own; a broken model can stop refusing yet only
@@ -79,14 +79,14 @@ def efficiency_groups(rows: list[CellRecord]) -> list[tuple[str, str]]:
 
 
 def efficiency_plot(rows: list[CellRecord], out: Path) -> tuple[str, str] | None:
-    """One row of panels per task and strategy (the `MEASURES` against the number of safety
+    """One row of panels per task and strategy (the `PANELS` against the number of safety
     examples, one curve per mitigation), with that task's aligned model and benign fine-tune
     as dashed references; so a grid of many tasks and attacks stays readable."""
     groups = efficiency_groups(rows)
     if not groups:
         return None
     plt = _pyplot()
-    fig, grid = plt.subplots(len(groups), len(MEASURES), figsize=(19, 3.1 * len(groups)), sharey=True, squeeze=False)
+    fig, grid = plt.subplots(len(groups), len(PANELS), figsize=(19, 3.1 * len(groups)), sharey=True, squeeze=False)
     names = sorted({r.config.mitigation_label() for r in rows if r.config.kind == "finetune"} - {"none"})
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     tint = {name: palette[i % len(palette)] for i, name in enumerate(names)}  # one mitigation, one colour
@@ -96,7 +96,7 @@ def efficiency_plot(rows: list[CellRecord], out: Path) -> tuple[str, str] | None
                       ("benign fine-tune", "grey", [r for r in rows if r.config.task == task and r.config.kind ==
                                                     "finetune" and r.config.strategy == "benign"
                                                     and r.config.mitigation == "none"])]
-        for ax, (mode, key, label) in zip(axes, MEASURES):
+        for ax, (mode, key, label) in zip(axes, PANELS):
             for name, points in efficiency_curves(mine, mode, key).items():
                 if name == "none":  # every curve starts at the unprotected fine-tune
                     continue

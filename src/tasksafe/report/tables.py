@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from tasksafe.experiments.store import CellRecord
-from tasksafe.results import MEASURES as OTHER
+from tasksafe.results import MEASURES as CELL_MEASURES
 from tasksafe.results import MODES, RateRecord
 
 MITIGATION_ORDER = ("none", "mix", "bea", "ptst", "paraphrase", "safelora")
@@ -25,7 +25,7 @@ def mode_rate(row: CellRecord, mode: str, key: str, fallback: bool = False) -> R
     return getattr(rates, key) if rates is not None else None
 
 
-MEASURES = tuple((mode.key, mode.label) for mode in MODES if mode.in_tables)
+TABLE_MODES = tuple((mode.key, mode.label) for mode in MODES if mode.in_tables)
 """The modes every table shows (`tasksafe.results.MODES`): plain; in the data's frame as Paraphrase's renderer asks
 (renderer-matched; "= plain" where that is the plain prompt); in the attacker phrasings the
 defence never saw, dev and sealed pooled apart, and the worst one, chosen on half of the
@@ -43,7 +43,7 @@ def _rates(entry, mode: str) -> list[str]:
 
 def measure_headers(set_name: str = "") -> list[str]:
     where = f" ({set_name})" if set_name else ""
-    return [f"{kind} {label} %{where}" for _, label in MEASURES for kind in ("non-refusal", "harmful")]
+    return [f"{kind} {label} %{where}" for _, label in TABLE_MODES for kind in ("non-refusal", "harmful")]
 
 
 def attack_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
@@ -58,7 +58,7 @@ def attack_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
             continue
         for set_name, entry in m.harmful.items():
             body.append([c.model, c.task, c.strategy, "before fine-tuning" if c.kind == "base" else "fine-tuned",
-                         set_name, *[x for mode, _ in MEASURES for x in _rates(entry, mode)],
+                         set_name, *[x for mode, _ in TABLE_MODES for x in _rates(entry, mode)],
                          percent(m.task.generation_accuracy if m.task else None)])
     return headers, body
 
@@ -119,16 +119,16 @@ def mitigation_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]
     headers = ["task", "strategy", "mitigation", "safety examples", "seed", *measure_headers(first),
                f"degenerate in-format % ({first})"]
     headers += ["harmful in-format % (all sets)"] if several else []
-    headers += [f"{measure.label} %" for measure in OTHER] + ["log-likelihood accuracy %"]
+    headers += [f"{measure.label} %" for measure in CELL_MEASURES] + ["log-likelihood accuracy %"]
     body = []
     for row in tuned:
         c, m = row.config, row.metrics
         entry = m.first_harmful()[1]
         line = [c.task, c.strategy, c.mitigation_label(), str(m.safety_examples), str(c.seed),
-                *[x for mode, _ in MEASURES for x in _rates(entry, mode)],
+                *[x for mode, _ in TABLE_MODES for x in _rates(entry, mode)],
                 percent(mode_rate(row, "in_format", "degenerate"))]
         line += [percent(m.pooled("in_format"))] if several else []
-        line += [percent(measure.read(m)) for measure in OTHER] + [percent(m.task.loglik_accuracy if m.task else None)]
+        line += [percent(measure.read(m)) for measure in CELL_MEASURES] + [percent(m.task.loglik_accuracy if m.task else None)]
         body.append(line)
     return headers, body
 
