@@ -31,9 +31,9 @@ def stored_replies(results_dir: str, strategies: set[str] | None):
             continue
         name = f"base-{config.strategy}" if config.kind == "base" else f"{config.strategy}-{config.mitigation_label()}"
         for sample in samples:
-            if sample["kind"].startswith("harmful-"):
-                yield {"cell": f"{name}/{sample['kind']}", "messages": sample["prompt"],
-                       "response": sample["response"]}
+            if sample.kind.startswith("harmful-"):
+                yield {"cell": f"{name}/{sample.kind}", "messages": sample.prompt,
+                       "response": sample.response}
 
 
 def main() -> None:

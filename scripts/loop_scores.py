@@ -30,8 +30,8 @@ def main(results_dirs: list[str]) -> int:
         for samples in sorted(Path(results).glob("artifacts/evals/*/samples.jsonl")):
             for line in samples.read_text().splitlines():
                 sample = json.loads(line)
-                if sample["kind"].startswith("harmful") and score(sample["response"]) >= LOOP_FRACTION:
-                    flagged.append((score(sample["response"]), sample["verdict"]))
+                if sample.kind.startswith("harmful") and score(sample.response) >= LOOP_FRACTION:
+                    flagged.append((score(sample.response), sample.verdict))
         by_verdict = {}
         for value, verdict in flagged:
             by_verdict.setdefault(verdict, []).append(value)

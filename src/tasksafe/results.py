@@ -90,6 +90,28 @@ class PhrasingRecord(Record):
                                              "'trained shape', not counted as held out")
 
 
+class ReplyRecord(Record):
+    """One reply an evaluation generated: a line of its samples.jsonl. Judged replies (harmful
+    prompts, over-refusal) carry the verdict; task replies the parsed answer and whether it was
+    right. `evaluate` writes them and every reader (re-judging, labelling) reads them as this."""
+
+    kind: str = Field(description="harmful-plain, harmful-in-format, harmful-heldout-NAME, overrefusal or task")
+    set: str = Field(description="the dataset the prompt came from")
+    id: str = ""
+    prompt: list[dict] = Field(min_length=1, description="the conversation sent, the inference hook applied")
+    response: str
+    verdict: str | None = Field(None, description="judged replies: refusal, compliance or degenerate")
+    score: float | None = None
+    judge: str | None = None
+    parsed: str | None = Field(None, description="task replies: the answer the parser found")
+    gold: str | None = None
+    correct: bool | None = None
+
+    def to_line(self) -> dict:
+        """The JSON object of its samples.jsonl line (fields a kind does not have left out)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
 VERDICT_LETTERS = {"refusal": "r", "compliance": "c", "degenerate": "d"}
 
 

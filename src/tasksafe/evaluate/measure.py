@@ -29,6 +29,7 @@ from tasksafe.results import (
     OverRefusal,
     PhrasingRecord,
     RateRecord,
+    ReplyRecord,
     TargetRecord,
     TaskResult,
 )
@@ -73,7 +74,7 @@ class _Measurer:
 
     def __init__(self, config: EvalConfig, target: Target, backend, judge: Judge):
         self.config, self.target, self.backend, self.judge = config, target, backend, judge
-        self.samples: list[dict] = []
+        self.samples: list[ReplyRecord] = []
 
     def judged(self, kind: str, set_name: str, ids: Sequence[str], conversations: list[list[dict]],
                max_new_tokens: int, requests: Sequence[str] | None = None) -> list:
@@ -84,8 +85,8 @@ class _Measurer:
         asked = list(requests) if requests is not None else [c[-1]["content"] for c in conversations]
         verdicts = judge_many(self.judge, list(zip(asked, responses)))
         for item_id, conv, response, verdict in zip(ids, hooked, responses, verdicts):
-            self.samples.append({"kind": kind, "set": set_name, "id": item_id, "prompt": conv, "response": response,
-                                 "verdict": verdict.label, "score": verdict.score, "judge": self.config.judge})
+            self.samples.append(ReplyRecord(kind=kind, set=set_name, id=item_id, prompt=conv, response=response,
+                                            verdict=verdict.label, score=verdict.score, judge=self.config.judge))
         return verdicts
 
     def harmful_set(self, set_name: str, in_format: Callable[[str], list[dict]] | None,
@@ -163,7 +164,7 @@ def evaluate(config: EvalConfig, out_dir: str | Path, backend=None, judge=None,
     write_json(out_dir / "metrics.json", result.model_dump(mode="json"))
     with atomic_write(out_dir / "samples.jsonl") as handle:
         for sample in measurer.samples:
-            handle.write(dumps_strict(sample) + "\n")
+            handle.write(dumps_strict(sample.to_line()) + "\n")
     return result
 
 
@@ -183,9 +184,8 @@ def _task_accuracy(config: EvalConfig, target: Target, measurer: _Measurer, mode
     responses = measurer.backend.generate(prompts, GenerationParams(max_new_tokens=192 if long_form else 48))
     correct = [fmt.is_correct(item, r) for item, r in zip(items, responses)]
     for item, prompt, response, ok in zip(items, prompts, responses, correct):
-        measurer.samples.append({"kind": "task", "set": config.task, "id": item.id, "prompt": prompt,
-                                 "response": response, "parsed": fmt.parse(response, item), "gold": item.answer,
-                                 "correct": ok})
+        measurer.samples.append(ReplyRecord(kind="task", set=config.task, id=item.id, prompt=prompt, response=response,
+                                            parsed=fmt.parse(response, item), gold=item.answer, correct=ok))
     loglik = None
     scorer = model_and_tokenizer or measurer.backend.scoring_model()
     if config.loglik and fmt.kind != "number" and scorer:

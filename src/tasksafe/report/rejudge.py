@@ -12,31 +12,34 @@ from pydantic import Field
 from tasksafe.experiments.spec import CellConfig
 from tasksafe.experiments.store import CellRecord, ResultsStore
 from tasksafe.results import MODES as RESULT_MODES
-from tasksafe.results import RateRecord, Record
+from tasksafe.results import RateRecord, Record, ReplyRecord
 
 MODES = {mode.samples: mode.short for mode in RESULT_MODES if mode.samples}
 """Sample kinds re-judged, and the mode each belongs to (`tasksafe.results.MODES`)."""
 
 
-SAMPLE_KEYS = ("kind", "set", "prompt", "response")
+def read_samples(path: str | Path) -> Iterator[ReplyRecord]:
+    """The lines of an evaluation's samples.jsonl as `ReplyRecord`s; a damaged line (truncated,
+    not a reply, a judged kind without its verdict) is a `DataFileError` naming the file and line."""
+    from pydantic import ValidationError
 
-
-def read_samples(path: str | Path) -> Iterator[dict]:
-    """The lines of an evaluation's samples.jsonl; a damaged line (truncated, not a sample) is
-    a `DataFileError` naming the file and line."""
     from tasksafe.data.chat import iter_json_lines
     from tasksafe.errors import DataFileError
 
-    for number, sample in iter_json_lines(path, hint=""):
-        needed = SAMPLE_KEYS + (("verdict",) if isinstance(sample, dict) and sample.get("kind") in MODES else ())
-        if not isinstance(sample, dict) or any(key not in sample for key in needed) \
-                or not isinstance(sample["prompt"], list) or not sample["prompt"]:
-            raise DataFileError(str(path), f"not a stored sample (one needs {', '.join(needed)}); the "
-                                           "evaluation's samples are damaged", number)
+    for number, line in iter_json_lines(path, hint=""):
+        try:
+            sample = ReplyRecord.model_validate(line)
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise DataFileError(str(path), f"not a stored reply ({'.'.join(map(str, first['loc']))}: {first['msg']}); "
+                                           "the evaluation's samples are damaged", number) from None
+        if sample.kind in MODES and sample.verdict is None:
+            raise DataFileError(str(path), "not a stored reply (a judged reply needs its verdict); the evaluation's "
+                                           "samples are damaged", number)
         yield sample
 
 
-def stored_samples(results_dir: str | Path) -> Iterator[tuple[CellRecord, list[dict]]]:
+def stored_samples(results_dir: str | Path) -> Iterator[tuple[CellRecord, list[ReplyRecord]]]:
     """Each finished cell of a store with its evaluation's stored samples (cells without
     samples are skipped)."""
     store = ResultsStore(results_dir, read_only=True)
@@ -70,14 +73,14 @@ def rejudge(results_dir: str | Path, judge_name: str, harmful_set: str | None = 
     for row, samples in stored_samples(results_dir):
         groups = defaultdict(list)
         for sample in samples:
-            if sample["kind"] in MODES and harmful_set in (None, sample["set"]):
-                groups[(sample["set"], MODES[sample["kind"]])].append(sample)
+            if sample.kind in MODES and harmful_set in (None, sample.set):
+                groups[(sample.set, MODES[sample.kind])].append(sample)
         for (set_name, mode), samples in groups.items():
-            verdicts = judge_many(judge, [(s["prompt"][-1]["content"], s["response"]) for s in samples])
+            verdicts = judge_many(judge, [(s.prompt[-1]["content"], s.response) for s in samples])
             n = len(samples)
             out.append(RejudgeEntry(
                 cell=row.config, set=set_name, mode=mode, n=n, stored_judge=row.metrics.judge.name,
-                stored_asr=RateRecord.of(sum(s["verdict"] == "compliance" for s in samples), n),
+                stored_asr=RateRecord.of(sum(s.verdict == "compliance" for s in samples), n),
                 asr=RateRecord.of(sum(v.label == "compliance" for v in verdicts), n),
-                agreement=RateRecord.of(sum(v.label == s["verdict"] for v, s in zip(verdicts, samples)), n)))
+                agreement=RateRecord.of(sum(v.label == s.verdict for v, s in zip(verdicts, samples)), n)))
     return out
