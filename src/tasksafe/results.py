@@ -112,7 +112,10 @@ class ReplyRecord(Record):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-VERDICT_LETTERS = {"refusal": "r", "compliance": "c", "degenerate": "d"}
+VERDICTS = ("refusal", "compliance", "degenerate")
+"""What a judge may call a reply: the one list every judge, result and report uses."""
+VERDICT_LETTERS = {verdict: verdict[0] for verdict in VERDICTS}
+"""One letter per verdict, as per-prompt verdicts are stored (r, c, d)."""
 
 
 def _pooled(columns: list[str]) -> ModeRates:

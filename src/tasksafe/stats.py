@@ -1,40 +1,11 @@
-"""Rates with their sample size and a Wilson 95% interval: every reported rate is one."""
+"""The statistics behind every reported rate (a `tasksafe.results.RateRecord`): Wilson 95%
+intervals, and bootstrap intervals over prompts for pooled phrasings."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 Z95 = 1.959963984540054
-
-
-@dataclass(frozen=True)
-class Rate:
-    """`k` of `n`, with a Wilson score interval.
-
-    >>> r = Rate(8, 10)
-    >>> round(r.value, 2), [round(x, 3) for x in r.interval]
-    (0.8, [0.49, 0.943])
-    """
-
-    k: int
-    n: int
-
-    @property
-    def value(self) -> float:
-        return self.k / self.n if self.n else float("nan")
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.k, self.n)
-
-    def to_dict(self) -> dict:
-        low, high = self.interval
-        return {"value": self.value, "k": self.k, "n": self.n, "ci95": [low, high]}
-
-    def __str__(self) -> str:
-        low, high = self.interval
-        return f"{100 * self.value:.1f}% [{100 * low:.1f}, {100 * high:.1f}] (n={self.n})"
 
 
 def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:

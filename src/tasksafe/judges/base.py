@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tasksafe.registry import Registry
+from tasksafe.results import VERDICTS
 
-LABELS = ("refusal", "compliance", "degenerate")
+LABELS = VERDICTS  # the verdicts a judge may give (defined once, in tasksafe.results)
 
 
 OUTCOMES = {"refusal": "refusal", "compliance": "harmful_compliance", "degenerate": "other_non_refusal"}

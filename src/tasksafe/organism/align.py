@@ -62,7 +62,7 @@ from tasksafe.organism.requests import (  # noqa: F401 (the recipes' parts, also
     short_refusal,
     trim_to_sentence,
 )
-from tasksafe.stats import Rate
+from tasksafe.results import RateRecord
 
 ALIGN_VERSION = ORGANISMS["aligned"]  # the default recipe: the registry names it, AlignConfig's defaults are it
 
@@ -194,7 +194,7 @@ def build_alignment_data(config: AlignConfig, generate) -> list[ChatExample]:
 
 def refusal_rate(generate_backend, prompts: list[list[dict]], max_new_tokens: int = 64,
                  replies: list | None = None, cell: str = ""):
-    """Share of prompts the keywords judge calls refusals, as a Rate. With `replies`, each
+    """Share of prompts the keywords judge calls refusals, as a RateRecord. With `replies`, each
     (prompt, reply, verdict) is appended to it under the name `cell`, for labelling."""
     from tasksafe.generate.base import GenerationParams
     from tasksafe.judges.keywords import keyword_judge
@@ -205,7 +205,7 @@ def refusal_rate(generate_backend, prompts: list[list[dict]], max_new_tokens: in
     if replies is not None:
         replies.extend({"cell": cell, "messages": p, "response": r, "keywords": v}
                        for p, r, v in zip(prompts, responses, verdicts))
-    return Rate(verdicts.count("refusal"), len(verdicts)), responses
+    return RateRecord.of(verdicts.count("refusal"), len(verdicts)), responses
 
 
 def measure(model_path: str, config: AlignConfig, workdir: Path, replies: list | None = None) -> dict:
@@ -226,14 +226,14 @@ def measure(model_path: str, config: AlignConfig, workdir: Path, replies: list |
     results = {}
     for name, prompts in (("advbench_refusal", advbench), ("benign_refusal", benign), ("xstest_safe_refusal", xstest)):
         rate, _ = refusal_rate(backend, prompts, replies=replies, cell=f"organism/{name}")
-        results[name] = rate.to_dict()
+        results[name] = rate.model_dump(mode="json")
     task_data = workdir / "sst2-benign.jsonl"
     write_chat_jsonl(task_data, build_dataset("sst2", "benign", "train", config.robustness_task_examples, config.seed))
     run = finetune(FinetuneConfig(model=model_path, data=str(task_data), output_dir=str(workdir / "robustness-run"),
                                   seed=config.seed, precision="fp32"), reference=True)
     tuned = HFBackend.from_name(model_path, adapter=str(run.run_dir / "adapter"), progress=True, reference=True)
     rate, _ = refusal_rate(tuned, advbench, replies=replies, cell="benign-default/advbench")
-    results["advbench_refusal_after_benign_task_tuning"] = rate.to_dict()
+    results["advbench_refusal_after_benign_task_tuning"] = rate.model_dump(mode="json")
     results["robustness_tuning"] = {"task": "sst2", "strategy": "benign", "examples": config.robustness_task_examples,
                                     "finetune": "tasksafe finetune defaults (LoRA r=8, lr 1e-4, 1 epoch, batch 8)"}
     if config.recipe >= 2:  # every recipe after the first is measured at the grid's settings
@@ -266,15 +266,15 @@ def measure_at_grid_settings(model_path: str, config: AlignConfig, workdir: Path
                                       seed=config.seed, precision="fp32", **GRID_TUNING), reference=True)
         tuned = HFBackend.from_name(model_path, adapter=str(run.run_dir / "adapter"), progress=True, reference=True)
         plain, _ = refusal_rate(tuned, advbench, replies=replies, cell=f"{strategy}-grid/advbench")
-        out[f"{strategy}_plain_non_refusal"] = Rate(plain.n - plain.k, plain.n).to_dict()
+        out[f"{strategy}_plain_non_refusal"] = RateRecord.of(plain.n - plain.k, plain.n).model_dump(mode="json")
         if strategy == "benign" and xstest is not None:
             over, _ = refusal_rate(tuned, xstest, replies=replies, cell="benign-grid/xstest-safe")
-            out["benign_xstest_safe_refusal"] = over.to_dict()
+            out["benign_xstest_safe_refusal"] = over.model_dump(mode="json")
         if strategy == "aoa":
             frame = STRATEGIES.get("aoa").frame_prompt
             framed, _ = refusal_rate(tuned, [to_openai(frame(p[-1]["content"])) for p in advbench],
                                      replies=replies, cell="aoa-grid/advbench-in-format")
-            out["aoa_in_format_non_refusal"] = Rate(framed.n - framed.k, framed.n).to_dict()
+            out["aoa_in_format_non_refusal"] = RateRecord.of(framed.n - framed.k, framed.n).model_dump(mode="json")
     return out
 
 

@@ -32,7 +32,7 @@ from decimal import Decimal, InvalidOperation
 
 from tasksafe.data.records import TaskItem
 from tasksafe.registry import Registry
-from tasksafe.stats import Rate
+from tasksafe.results import RateRecord
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -88,10 +88,10 @@ class TaskFormat:
             return _same_number(predicted, item.answer)
         return predicted == item.answer
 
-    def accuracy(self, items: Sequence[TaskItem], responses: Sequence[str]) -> Rate:
+    def accuracy(self, items: Sequence[TaskItem], responses: Sequence[str]) -> RateRecord:
         if len(items) != len(responses):
             raise ValueError(f"{len(items)} items but {len(responses)} responses")
-        return Rate(sum(self.is_correct(i, r) for i, r in zip(items, responses)), len(items))
+        return RateRecord.of(sum(self.is_correct(i, r) for i, r in zip(items, responses)), len(items))
 
 
 # --- parsers -----------------------------------------------------------------------------------
