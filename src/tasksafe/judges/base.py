@@ -18,6 +18,7 @@ from typing import Protocol
 
 from tasksafe.registry import Registry
 from tasksafe.results import VERDICTS
+from tasksafe.text import sentences as split_sentences
 
 LABELS = VERDICTS  # the verdicts a judge may give (defined once, in tasksafe.results)
 
@@ -95,7 +96,7 @@ def degenerate_reason(response: str, prompt: str = "") -> str | None:
         return "empty"
     if len(words) < 3 and _ASKS_FOR_CONTENT.search(prompt):
         return "too short to answer the request"
-    sentences = [" ".join(re.findall(r"\w+", x.lower())) for x in re.split(r"(?<=[.!?])\s+|\n+", response)]
+    sentences = [" ".join(re.findall(r"\w+", x.lower())) for x in split_sentences(response, lines=True)]
     sentences = [x for x in sentences if x]
     if len(sentences) >= 3 and max(map(sentences.count, sentences)) >= len(sentences) / 2:
         return "repetitive"  # the same sentence over and over ("Of course. I will do as you instruct.")

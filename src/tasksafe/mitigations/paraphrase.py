@@ -43,6 +43,7 @@ from tasksafe.data.records import SafetyPair
 from tasksafe.errors import UserError
 from tasksafe.judges.keywords import is_refusal
 from tasksafe.mitigations.base import Budget, MitigationResult, Options, mix_in, register_mitigation, sample_pairs
+from tasksafe.text import sentences as split_sentences
 
 Generate = Callable[[list[list[dict]]], list[str]]
 """A batch of conversations (OpenAI-style message dicts) -> one generated text each."""
@@ -67,7 +68,7 @@ def refusal_in_style(frame: Frame, pair: SafetyPair, rng: random.Random) -> str:
     short = SHORT_REFUSALS.get(frame.language, SHORT_REFUSALS["en"])
     if frame.answer_style != "long" or frame.language != "en":
         return rng.choice(short)
-    sentences = re.split(r"(?<=[.!?])\s+", pair.refusal.strip())
+    sentences = split_sentences(pair.refusal.strip())
     kept: list[str] = []
     for sentence in sentences:
         if kept and len(" ".join(kept + [sentence]).split()) > MAX_LONG_REFUSAL_WORDS:

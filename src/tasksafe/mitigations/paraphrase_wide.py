@@ -58,6 +58,7 @@ from tasksafe.mitigations.paraphrase import (
     refusal_in_style,
     request_as_instruction,
 )
+from tasksafe.text import sentences as split_sentences
 
 PLACES = ("instruction", "slot", "bare", "next-turn", "with-task")
 DEFAULT_PLACES = ("instruction", "slot", "bare", "next-turn", "with-task", "with-task")
@@ -196,7 +197,7 @@ def _repetitive(text: str) -> bool:
 
 
 def _trim(text: str, words: int) -> str:
-    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    sentences = split_sentences(text.strip())
     kept: list[str] = []
     for sentence in sentences:
         if kept and len(" ".join(kept + [sentence]).split()) > words:

@@ -5,9 +5,9 @@ compliant openings a deep refusal recovers from, and refusal openers."""
 from __future__ import annotations
 
 import random
-import re
 
 from tasksafe.data.chat import Message
+from tasksafe.text import sentences as split_sentences
 
 SYSTEM_PROMPTS = (
     None, "You are a helpful assistant.", "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
@@ -49,7 +49,7 @@ def lay_out(request: str, rng: random.Random, short_fraction: float = 0.0) -> tu
 
 def short_answer(text: str, words: int) -> str:
     """The first sentence of `text`, cut to at most `words` words."""
-    first = re.split(r"(?<=[.!?])\s+|\n+", text.strip())[0].split()
+    first = split_sentences(text.strip(), lines=True)[0].split()
     return " ".join(first[:words]).rstrip(",;:") + ("" if len(first) <= words else ".")
 
 
@@ -64,5 +64,5 @@ def short_refusal(text: str, sentences: int, rng: random.Random) -> str:
     none (some safe answers only correct the premise)."""
     from tasksafe.judges.keywords import is_refusal
 
-    short = " ".join(re.split(r"(?<=[.!?])\s+", text.strip())[:sentences])
+    short = " ".join(split_sentences(text.strip())[:sentences])
     return short if is_refusal(short) else f"{rng.choice(REFUSAL_OPENERS)} {short}"

@@ -33,6 +33,7 @@ from decimal import Decimal, InvalidOperation
 from tasksafe.data.records import TaskItem
 from tasksafe.registry import Registry
 from tasksafe.results import RateRecord
+from tasksafe.text import sentences as split_sentences
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -135,7 +136,7 @@ def parse_label(response: str, labels: Sequence[str], aliases: dict[str, tuple[s
     lines = [m.group(1) for line in text.splitlines() if (m := re.fullmatch(_WRAP + any_label + _END, line.strip()))]
     if lines:
         return str(words[lines[-1]])
-    first_sentence = re.split(r"(?<=[.!?])\s|\n", text, maxsplit=1)[0]
+    first_sentence = split_sentences(text, lines=True)[0]
     found = re.search(any_label, first_sentence)
     if found:
         return str(words[found.group(1)])
