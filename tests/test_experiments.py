@@ -237,7 +237,12 @@ def test_efficiency_curves_pool_seeds_and_split_tasks():
     assert curves["agnews mix"][0].k == 10 and curves["sst2 mix"][9].k == 100
     slot = row("sst2", "paraphrase", 0, 9, 70, options={"placement": "slot"})  # a curve of its own
     curves = efficiency_curves(rows + [slot, row("sst2", "paraphrase", 0, 9, 5)])
-    assert curves["paraphrase (placement=slot)"][9].k == 70 and curves["paraphrase"][9].k == 5
+    label = slot.config.mitigation_label()
+    assert label.startswith("paraphrase #") and len(label) == len("paraphrase #abcd")  # short, and the key names it
+    assert curves[label][9].k == 70 and curves["paraphrase"][9].k == 5
+    from tasksafe.report.document import variants_table
+
+    assert variants_table([slot])[1] == [[label, "placement=slot"]]
 
 
 def test_the_plots_keep_tasks_strategies_and_budgets_apart():

@@ -181,9 +181,14 @@ class CellConfig(BaseModel):
         return self.model_copy(update={"id": cell_id(self.identity())})
 
     def mitigation_label(self) -> str:
-        """The mitigation with the options its spec gave, e.g. "paraphrase (placement=slot)"."""
-        extra = ", ".join(f"{k}={v}" for k, v in sorted((self.options or {}).items()))
-        return f"{self.mitigation} ({extra})" if extra else self.mitigation
+        """A short label for the mitigation as its spec gave it: the name, and for options a tag
+        that names the variant ("paraphrase_wide #3f2a"), the same in every report; the report's
+        key table (`options_text`) says what each tag's options are."""
+        return f"{self.mitigation} #{cell_id(self.options)[:4]}" if self.options else self.mitigation
+
+    def options_text(self) -> str:
+        """The options the spec gave, in full ("placement=slot, shots=3"), for the key table."""
+        return ", ".join(f"{k}={v}" for k, v in sorted((self.options or {}).items()))
 
 
 ADDED_LATER = {"precision": "fp32", "prompt_half": "all", "sealed": True}

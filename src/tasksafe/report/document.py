@@ -94,6 +94,12 @@ def failed_table(results_dir: str | Path) -> tuple[list[str], list[list[str]]]:
                      for f in failures]
 
 
+def variants_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
+    """The key to the short labels: each mitigation variant's tag with its options in full."""
+    seen = {r.config.mitigation_label(): r.config.options_text() for r in rows if r.config.options}
+    return ["mitigation", "options"], [[label, options] for label, options in sorted(seen.items())]
+
+
 def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
     """Write report.md, report.html and the PNG plots from a results folder or an exported
     results file (`tasksafe results export`); returns the Markdown path."""
@@ -108,7 +114,9 @@ def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
     except OSError as err:
         raise OutputError(str(out), f"cannot be created ({err.strerror})") from None
     plots = make_plots(rows, out)
-    tables = [("The attack", attack_table(rows)), ("Mitigations", mitigation_table(rows))]
+    tables = [("The attack", attack_table(rows)), ("Mitigations", mitigation_table(rows)),
+              ("Variants: what each mitigation's tag stands for", variants_table(rows))]
+    tables = [(title, table) for title, table in tables if table[1]]
     tables += [(title, table) for title, table in (
         ("The defence as the harmful fine-tuning literature reports it (HS: judged harmful, FA: fine-tune accuracy)",
          defence_table(rows)),
