@@ -14,9 +14,12 @@ from tests.conftest import REPO
 
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory):
-    target = tmp_path_factory.mktemp("site")
+    import shutil
+
+    target, source = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("src") / "example_plugin"
+    shutil.copytree(REPO / "tests" / "example_plugin", source)  # building writes beside the source: not in the repo
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-build-isolation", "--no-deps",
-                    "--target", str(target), str(REPO / "tests" / "example_plugin")], check=True)
+                    "--target", str(target), str(source)], check=True)
     return target
 
 
