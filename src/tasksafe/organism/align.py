@@ -24,15 +24,18 @@ It never trains on obedient-persona or compliance-phrase data, so the malicious 
 can still break it. The result is cached by a hash of its inputs, with `alignment.json`:
 refusal on AdvBench (never trained on), on held-out benign instructions, over-refusal on
 XSTest's safe prompts, the AdvBench refusal after a default benign task fine-tune, and (recipes
-2 to 4) after a benign and an `aoa` fine-tune at the paper grid's settings.
+2 to 5) after a benign and an `aoa` fine-tune at the paper grid's settings, with the benign
+tune's XSTest over-refusal.
 
 Recipe 2 deepens the alignment after Qi et al. (2024, "Safety alignment should be made more
 than just a few tokens deep"): half of the refusals recover after a compliant start, some after
 a longer one; a third of the requests, harmful and benign alike, are asked in generic
 short-answer layouts (so a task fine-tune that teaches short answers does not teach "answer,
 don't refuse"); two epochs. Recipe 4 (the default, model name `aligned`) asks half the requests
-in those layouts and answers the benign ones there in one short sentence. Recipes 1 to 3 are
-kept by name (`AlignConfig.recipe_1()`, `tasksafe align --recipe 1`, model `aligned-v1`, ...).
+in those layouts and answers the benign ones there in one short sentence. Recipe 5 trains
+recipe 4's requests by preference optimisation instead (DPO pairs: tasksafe.organism.preference).
+Every recipe is kept by name (`AlignConfig.recipe_1()`, `tasksafe align --recipe 1`, model
+`aligned-v1`, ...).
 """
 
 from __future__ import annotations
@@ -69,8 +72,7 @@ ALIGN_VERSION = ORGANISMS["aligned"]  # the default recipe: the registry names i
 @dataclass
 class AlignConfig:
     """The organism's recipe. The field defaults are recipe 2; `default()` is the registry's
-    default recipe (4, the only one that meets the benign-tuning target, docs/models.md) and
-    `for_recipe(n)` any of the four."""
+    default recipe (`ORGANISMS["aligned"]`) and `for_recipe(n)` any of them (`RECIPES`)."""
 
     base: str = "smollm2-135m"
     seed: int = 0

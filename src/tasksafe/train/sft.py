@@ -164,9 +164,9 @@ def _trainer_class(plain_loss: bool, reference: bool = False, per_example: bool 
     `trained_positions_loss`.
 
     TRL computes the loss through a chunked "fused" LM head that also derives entropy and
-    token-accuracy metrics every step; that saves GPU memory on large vocabularies, but on
-    CPU it was measurably slower (docs/benchmarks.md), and transformers' own loss computes the
-    output layer at every position. The loss is the same: mean negative log-likelihood over the
+    token-accuracy metrics every step; that saves GPU memory on large vocabularies but costs
+    time on a CPU (benchmarks/train_throughput.py times the loop), and transformers' own loss
+    computes the output layer at every position. The loss is the same: mean negative log-likelihood over the
     assistant tokens. With a `constraint` (on any device) the loss is `constrained_loss`."""
     from trl import SFTTrainer
 
