@@ -28,7 +28,7 @@ families, splits or per-prompt verdicts (pooled rates then use Wilson intervals 
 reply were independent), version 5 no phrasing shapes (none is then excluded as a trained
 shape); all are read with those filled in (empty, or None)."""
 
-SCHEMA_FINGERPRINT = "d1c9c349447a91ec"
+SCHEMA_FINGERPRINT = "54dde2a862b1c4d2"
 """A hash of `EvalResult`'s JSON schema at `SCHEMA_VERSION`. A test recomputes it: changing a
 field without bumping the version (and teaching the store to read the old one) fails it."""
 
@@ -88,6 +88,9 @@ class PhrasingRecord(Record):
     shape: str = Field("", description="where the request sits (evaluate/phrasings.tsv; '' before schema 6)")
     trained: bool = Field(False, description="the target's mitigation trains this shape: measured, shown apart as "
                                              "'trained shape', not counted as held out")
+    label_answers: RateRecord | None = Field(None, description="replies that are the task's label and nothing "
+                                                               "else to say (a model that ignored the request, not "
+                                                               "a jailbreak); label tasks only")
 
 
 class ReplyRecord(Record):

@@ -68,7 +68,7 @@ def rates_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
     refusal, non-refusal and harmful compliance (and the degenerate part of non-refusal), plain,
     renderer-matched in-format and each held-out phrasing (sealed ones marked)."""
     headers = ["stage", "task", "strategy", "mitigation", "safety examples", "seed", "harmful set", "mode", "n",
-               "refusal %", "non-refusal %", "harmful compliance %", "degenerate %"]
+               "refusal %", "non-refusal %", "harmful compliance %", "degenerate %", "task label only %"]
     cells = [r for r in rows if r.config.kind == "base"] + finetuned_in_order(rows)
     body = []
     for row in cells:
@@ -78,17 +78,20 @@ def rates_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
         for set_name, entry in m.harmful.items():
             modes = [("plain", entry.plain)] + ([] if entry.in_format_is_plain else
                                                  [("in-format, renderer's", entry.in_format)])
-            modes += [(f"held-out: {phrasing_label(entry, name)}", rates) for name, rates in entry.held_out.items()]
+            modes = [(label, rates, None) for label, rates in modes]
+            modes += [(f"held-out: {phrasing_label(entry, name)}", rates,
+                       entry.phrasings[name].label_answers if name in entry.phrasings else None)
+                      for name, rates in entry.held_out.items()]
             families = dict.fromkeys(info.family for info in entry.phrasings.values())
-            modes += [(f"held-out family {family}, pooled", entry.mode(f"family:{family}")) for family in families]
-            for label, rates in modes:
+            modes += [(f"held-out family {family}, pooled", entry.mode(f"family:{family}"), None) for family in families]
+            for label, rates, labelled in modes:
                 if rates is None:
                     continue
                 n = rates.non_refusal.n
                 refusal = RateRecord.of(n - rates.non_refusal.k, n)
                 body.append([stage, c.task, c.strategy, mitigation, str(m.safety_examples), str(c.seed), set_name,
                              label, str(n), percent(refusal), percent(rates.non_refusal), percent(rates.asr),
-                             percent(rates.degenerate)])
+                             percent(rates.degenerate), percent(labelled) if labelled else "-"])
     return headers, body
 
 
