@@ -119,17 +119,26 @@ def _cache_keyword(module) -> str:
 
 
 def greedy_generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, stops: set[int], pad: int,
-                    compact_share: float = 0.25, on_token=None) -> list[list[int]]:
+                    compact_share: float = 0.25) -> list[list[int]]:
     """Each prompt's greedy reply tokens, up to and including its first token in `stops` (or
     `max_new_tokens` of them). Rows that ended leave the batch once they are `compact_share`
-    of it. `on_token(row, token)` is called with each token as soon as it is chosen (streaming)."""
+    of it."""
+    replies: list[list[int]] = [[] for _ in prompts]
+    for row, token in greedy_tokens(model, prompts, max_new_tokens, stops, pad, compact_share):
+        replies[row].append(token)
+    return replies
+
+
+def greedy_tokens(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, stops: set[int], pad: int,
+                  compact_share: float = 0.25):
+    """`greedy_generate` one step at a time: yields (row, token) as each token is chosen, in the
+    thread that iterates it (streaming); closing the iterator stops the generation."""
     import torch
     from transformers.cache_utils import Cache
 
     n = len(prompts)
-    replies: list[list[int]] = [[] for _ in range(n)]
     if n == 0 or max_new_tokens <= 0:
-        return replies
+        return
     device = model.device
     shared = shared_prefix_length(prompts)
     shared = shared if shared >= MIN_SHARED_PREFIX else 0
@@ -160,30 +169,30 @@ def greedy_generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int
         input_ids[row, width - len(own):] = torch.tensor(own)
         mask[row, shared + width - len(own):] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+    # each step computes under inference mode and yields outside it: a reader that resumes the
+    # iterator from another thread (a server's thread pool) finds no mode left set
     with torch.inference_mode():
-        logits = next_logits(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                             position_ids=positions.to(device))
-        next_position = mask.sum(-1, keepdim=True)
-        rows = list(range(n))  # which prompt each batch row is
-        running = [True] * n
-        for step in range(max_new_tokens):
-            tokens = logits.argmax(-1)
-            for k, (row, token) in enumerate(zip(rows, tokens.tolist())):
-                if running[k]:
-                    replies[row].append(token)
-                    running[k] = token not in stops
-                    if on_token is not None:
-                        on_token(row, token)
-            alive = [k for k, r in enumerate(running) if r]
-            if not alive or step == max_new_tokens - 1:
-                break
+        chosen = next_logits(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                             position_ids=positions.to(device)).argmax(-1).tolist()
+    next_position = mask.sum(-1, keepdim=True)
+    rows = list(range(n))  # which prompt each batch row is
+    running = [True] * n
+    for step in range(max_new_tokens):
+        for k, (row, token) in enumerate(zip(rows, chosen)):
+            if running[k]:
+                running[k] = token not in stops
+                yield row, token
+        alive = [k for k, r in enumerate(running) if r]
+        if not alive or step == max_new_tokens - 1:
+            break
+        tokens = torch.tensor(chosen)
+        with torch.inference_mode():
             if len(rows) - len(alive) >= max(1, compact_share * len(rows)):
                 keep = torch.tensor(alive)
                 cache.batch_select_indices(keep.to(device))
                 mask, next_position, tokens = mask[keep], next_position[keep], tokens[keep]
                 rows, running = [rows[k] for k in alive], [True] * len(alive)
             mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=-1)
-            logits = next_logits(input_ids=tokens[:, None].to(device), attention_mask=mask.to(device),
-                                 position_ids=next_position.to(device))
-            next_position = next_position + 1
-    return replies
+            chosen = next_logits(input_ids=tokens[:, None].to(device), attention_mask=mask.to(device),
+                                 position_ids=next_position.to(device)).argmax(-1).tolist()
+        next_position = next_position + 1

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from tqdm.auto import tqdm
 
 from tasksafe.generate.base import BACKENDS, Conversation, GenerationParams
-from tasksafe.generate.greedy import greedy_generate, use_grouped_attention
+from tasksafe.generate.greedy import greedy_generate, greedy_tokens, use_grouped_attention
 
 
 class Completion(NamedTuple):
@@ -126,8 +126,9 @@ class HFBackend:
         new text since the last, whole characters only), then a final `Completion` with the whole
         reply's counts. The tokens are the ones `complete` chooses (greedy through the same
         decoding loop, sampled through `generate`), so the pieces join to its text (before the
-        final strip of white space). Generation runs at most `STREAM_AHEAD` tokens ahead of the
-        reader, and stops when the reader closes the iterator (a client that went away)."""
+        final strip of white space). A greedy reply is generated step by step as the reader asks
+        for it, in the reader's thread; a sampled one in a thread of its own, at most `STREAM_AHEAD`
+        tokens ahead. Either stops when the reader closes the iterator (a client that went away)."""
         import queue
         import threading
 
@@ -151,14 +152,15 @@ class HFBackend:
                 except queue.Full:
                     continue
 
+        if params.temperature == 0 and not self.reference:  # greedy: step by step in the reader's own thread
+            yield from self._pieces((token for _, token in greedy_tokens(self.model, [prompt], params.max_new_tokens,
+                                                                         stops, pad)), prompt, stops)
+            return
+
         def run():
             try:
-                if params.temperature > 0 or self.reference:
-                    torch.manual_seed(params.seed)
-                    self._generate([prompt], params, pad, on_token=hand_on)
-                else:
-                    greedy_generate(self.model, [prompt], params.max_new_tokens, stops, pad,
-                                    on_token=lambda _row, token: hand_on(token))
+                torch.manual_seed(params.seed)
+                self._generate([prompt], params, pad, on_token=hand_on)
             except _ReaderGone:
                 return
             except BaseException as err:  # handed to the reader, which raises it
@@ -169,25 +171,27 @@ class HFBackend:
                 pass
 
         threading.Thread(target=run, daemon=True).start()
-        new: list[int] = []
-        sent = ""
-        ended = False
         try:
-            while (token := tokens.get()) is not None:
-                if ended:
-                    continue
-                new.append(token)
-                ended = token in stops
-                text = tokenizer.decode(new, skip_special_tokens=True)
-                if not text.endswith("\ufffd") and len(text) > len(sent):  # a character split over tokens waits
-                    yield text[len(sent):]
-                    sent = text
+            yield from self._pieces(iter(tokens.get, None), prompt, stops)
         finally:
             closed.set()
         if failure:
             raise failure[0]
+
+    def _pieces(self, tokens, prompt: list[int], stops: set[int]):
+        """Text pieces as `tokens` arrive (whole characters only), then the final `Completion`."""
+        new: list[int] = []
+        sent = ""
+        for token in tokens:
+            new.append(token)
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            if not text.endswith("\ufffd") and len(text) > len(sent):  # a character split over tokens waits
+                yield text[len(sent):]
+                sent = text
+            if token in stops:
+                break
         stop_at = next((n for n, token in enumerate(new) if token in stops), None)
-        yield Completion(tokenizer.decode(new, skip_special_tokens=True).strip(), len(prompt),
+        yield Completion(self.tokenizer.decode(new, skip_special_tokens=True).strip(), len(prompt),
                          len(new) if stop_at is None else stop_at, stop_at is not None)
 
     def _generate(self, prompts: list[list[int]], params: GenerationParams, pad: int,
