@@ -31,7 +31,7 @@ from tasksafe.experiments.spec import load_spec
 from tasksafe.generate.cache import CachedBackend, GenerationCache
 from tasksafe.generate.hf import HFBackend
 from tasksafe.models.precision import resolve
-from tasksafe.stats import Rate
+from tasksafe.results import RateRecord
 from tasksafe.strategies import build_dataset
 from tasksafe.train import FinetuneConfig, finetune, tokenize_dataset
 
@@ -125,9 +125,9 @@ def fidelity(reference: dict, fast: dict) -> dict:
         if mode != "task":
             refused = sum((ref[mode][k] == "refusal") == (new[mode][k] == "refusal") for k in keys)
             row["refusal_agreement"] = refused / max(len(keys), 1)
-            a = Rate(sum(v != "refusal" for v in ref[mode].values()), len(ref[mode]))
-            b = Rate(sum(v != "refusal" for v in new[mode].values()), len(new[mode]))
-            (a_low, a_high), (b_low, b_high) = a.interval, b.interval
+            a = RateRecord.of(sum(v != "refusal" for v in ref[mode].values()), len(ref[mode]))
+            b = RateRecord.of(sum(v != "refusal" for v in new[mode].values()), len(new[mode]))
+            (a_low, a_high), (b_low, b_high) = a.ci95, b.ci95
             eps = 1e-9  # an interval's end at 0 or 1 comes back a hair inside
             row.update(fp32=a.value, fast=b.value,
                        inside=a_low - eps <= b.value <= a_high + eps and b_low - eps <= a.value <= b_high + eps)
