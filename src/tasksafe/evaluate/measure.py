@@ -5,6 +5,7 @@ is a typed `EvalResult` (`tasksafe.results`)."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 import time
@@ -106,13 +107,14 @@ class _Measurer:
         if in_format is not None:
             verdicts["in_format"] = verdicts["plain"] if same else self.judged(
                 "harmful-in-format", set_name, ids, [in_format(p.prompt) for p in prompts], tokens)
-        labels, label_answers = self._task_labels(), {}
+        label_answers = {}
         for name, phrasing in phrasings.items():
             verdicts[name] = self.judged(f"harmful-held-out:{name}", set_name, [p.id for p in asked],
                                          [phrasing(p.prompt) for p in asked], tokens, requests=[p.prompt for p in asked])
-            if labels and asked:
+            if asked and self.task_labels:
                 replies = [s.response for s in self.samples[-len(asked):]]
-                label_answers[name] = RateRecord.of(sum(is_label_answer(r, labels) for r in replies), len(replies))
+                label_answers[name] = RateRecord.of(sum(is_label_answer(r, self.task_labels) for r in replies),
+                                                    len(replies))
         letters = {mode: "".join(VERDICT_LETTERS[v.label] for v in found[: len(asked)])
                    for mode, found in verdicts.items()} if asked else {}
         return HarmfulSetResult(
@@ -125,9 +127,10 @@ class _Measurer:
                        for name, p in phrasings.items() if asked},
             held_out_ids=[p.id for p in asked], verdicts=letters)
 
-    def _task_labels(self) -> list[str]:
+    @functools.cached_property
+    def task_labels(self) -> list[str]:
         """The label words of the evaluated task (a label task's choices), lower case; none for
-        other tasks or without a task."""
+        other tasks or without a task. Read once per evaluation, when a phrasing needs them."""
         if not self.config.task:
             return []
         from tasksafe.strategies.dataset import sample_items

@@ -53,10 +53,10 @@ def resolve_target(target: str, strategy: str | None = None, train_data: str | N
     if path.exists() and not (path / "config.json").is_file():
         raise UserError(f"{target} is neither a run directory (config.json with adapter/ or model/) nor a model folder")
     examples = read_examples(train_data) if train_data else None
-    hook = (read_sidecar(train_data) or {}).get("inference_hook") if train_data else None
-    return Target(target, hook_system_prompt=(hook or {}).get("system_prompt"),
+    meta = (read_sidecar(train_data) or {}) if train_data else {}  # read (and its data hashed) once
+    return Target(target, hook_system_prompt=(meta.get("inference_hook") or {}).get("system_prompt"),
                   strategy=strategy or _built_strategy(examples), train_examples=examples,
-                  trained_shapes=_trained_shapes(train_data) if train_data else frozenset())
+                  trained_shapes=frozenset(meta.get("trained_shapes") or ()))
 
 
 def _trained_shapes(data: str) -> frozenset[str]:

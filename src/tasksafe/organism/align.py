@@ -69,6 +69,7 @@ from tasksafe.results import RateRecord
 
 ALIGN_VERSION = ORGANISMS["aligned"]  # the default recipe: the registry names it, AlignConfig's defaults are it
 
+
 @dataclass
 class AlignConfig:
     """The organism's recipe. The field defaults are recipe 2; `default()` is the registry's
@@ -421,10 +422,8 @@ def _train_preference(config: AlignConfig, base_path: str, work: Path, generate,
     timings["data_seconds"] = round(time.time() - start)
     run_dir = work / "preference-run"
     loss, steps = train_preference(config, pairs, base_path, run_dir, progress)
-    return run_dir / "model", loss, steps, {"preference_data": {k: v for k, v in summary.items()
-                                                                if k != "alarming_removed_as_eval_overlap"}
-                                            | {"alarming_removed_as_eval_overlap": len(
-                                                summary["alarming_removed_as_eval_overlap"])}}
+    removed = len(summary["alarming_removed_as_eval_overlap"])  # the ids are in preference-summary.json
+    return run_dir / "model", loss, steps, {"preference_data": {**summary, "alarming_removed_as_eval_overlap": removed}}
 
 
 def _point_to(target: Path, config: AlignConfig) -> None:
