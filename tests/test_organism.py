@@ -79,10 +79,11 @@ def test_recipe_5_is_a_preference_recipe_named_apart_and_the_earlier_keys_stay()
 
     recipe_5 = AlignConfig.for_recipe(5)
     assert recipe_5 == AlignConfig.recipe_5() and recipe_5.method == "dpo" and recipe_5.alarming_benign > 0
-    assert ORGANISMS["aligned-v5"] == 5 and RECIPES == (1, 2, 3, 4, 5)
+    assert ORGANISMS["aligned-v5"] == 5 and RECIPES == (1, 2, 3, 4, 5, 6)
     assert len({AlignConfig.for_recipe(n).key() for n in RECIPES}) == len(RECIPES)
-    # the fields recipe 5 added leave the earlier recipes' cached builds where they are
+    # the fields later recipes added leave the earlier recipes' cached builds where they are
     assert AlignConfig.recipe_4().key() == "f4e970bb4694" and AlignConfig.recipe_2().key() == "09784f6f8afe"
+    assert AlignConfig.recipe_5().key() == "dc3bd141f480"
     with pytest.raises(ValueError, match="no recipe 9"):
         AlignConfig.for_recipe(9)
 
@@ -124,6 +125,26 @@ def test_preference_pairs_prefer_refusing_harm_and_helping_otherwise():
         assert pair.conversation()[-1] == {"role": "assistant", "content": pair.opening.rstrip()}
     again, _ = build_preference_data(config, _fake_base)
     assert [p.to_dict() for p in again] == [p.to_dict() for p in pairs]  # the recipe is reproducible
+
+
+def test_recipe_6_refuses_a_second_pool_and_rejects_pool_style_refusals_on_benign_requests():
+    from tasksafe.judges.keywords import is_refusal
+    from tasksafe.mitigations.base import safety_pool
+    from tasksafe.organism.preference import build_preference_data
+    from tasksafe.organism.requests import REFUSAL_OPENERS
+
+    config = AlignConfig.recipe_6(safety_pairs=30, benign_instructions=60, alarming_benign=20)
+    assert config.recipe == 6 and config.method == "dpo"
+    pairs, summary = build_preference_data(config, _fake_base)
+    second = {p.id for p in safety_pool("harmbench-safe").pairs if is_refusal(p.refusal)}
+    harmful = [p for p in pairs if p.kind.startswith("safety")]
+    assert len(harmful) + summary["dropped"]["base_refused_harmful"] == 30 + len(second)
+    assert len(second & {p.id for p in harmful}) >= len(second) - summary["dropped"]["base_refused_harmful"]
+    helpful = [p for p in pairs if not p.kind.startswith("safety")]
+    pool_style = [p for p in helpful if p.rejected not in REFUSAL_OPENERS]
+    assert all(is_refusal(p.rejected) for p in helpful)
+    assert 0.3 * len(helpful) <= len(pool_style) <= 0.7 * len(helpful)  # about half, in the pool's own words
+    assert AlignConfig.recipe_6().key() != AlignConfig.recipe_5().key()
 
 
 def test_alarming_training_requests_duplicate_no_evaluation_prompt():

@@ -115,7 +115,7 @@ def tiny_random() -> Path:
     return _publish(build, models_dir() / "tiny-random")
 
 
-ORGANISMS = {"aligned": 4, "aligned-v1": 1, "aligned-v2": 2, "aligned-v3": 3, "aligned-v4": 4, "aligned-v5": 5}
+ORGANISMS = {"aligned": 4, "aligned-v1": 1, "aligned-v2": 2, "aligned-v3": 3, "aligned-v4": 4, "aligned-v5": 5, "aligned-v6": 6}
 """The organism names and the `tasksafe align` recipe each one is (`aligned` is the default
 recipe); `tasksafe align` writes `NAME.json` in the models folder, naming the build's folder."""
 

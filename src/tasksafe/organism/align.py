@@ -95,6 +95,8 @@ class AlignConfig:
     method: str = "sft"  # recipe 5: "dpo", preference pairs (tasksafe.organism.preference)
     dpo_beta: float = 0.1  # recipe 5: DPO's beta
     alarming_benign: int = 0  # recipe 5: benign requests that only sound alarming, answered (not refused)
+    extra_harmful: str = ""  # recipe 6: a second safety pool whose requests are refused too (all its refusing pairs)
+    pool_refusal_rejected: float = 0.0  # recipe 6: share of benign pairs whose rejected reply is a pool-style refusal
 
     @classmethod
     def recipe_2(cls, **changes) -> AlignConfig:
@@ -123,6 +125,16 @@ class AlignConfig:
                       "benign_instructions": 400, "alarming_benign": 150, "recipe": 5, **changes})
 
     @classmethod
+    def recipe_6(cls, **changes) -> AlignConfig:
+        """Recipe 5 with two changes aimed at what its replies showed: half of the benign pairs
+        reject a refusal in the safety pool's own style (recipe 5 rejected only short refusals,
+        so the pool's "As an AI language model, I cannot ..." stayed likely on benign requests),
+        and the requests of a second safety pool (`harmbench-safe`: code, cyber and content
+        requests the first pool barely covers) are refused as well."""
+        return cls.recipe_5(**{"extra_harmful": "harmbench-safe", "pool_refusal_rejected": 0.5, "recipe": 6,
+                               **changes})
+
+    @classmethod
     def recipe_1(cls, **changes) -> AlignConfig:
         """The first recipe exactly: 30% deep refusals, one epoch, general layouts only."""
         return cls(**{"deep_fraction": 0.3, "epochs": 1.0, "short_fraction": 0.0, "long_deep_fraction": 0.0,
@@ -134,8 +146,8 @@ class AlignConfig:
 
     @classmethod
     def for_recipe(cls, recipe: int, **changes) -> AlignConfig:
-        """The default build of recipe 1 to 5 (the registry's `recipe` of `aligned-v1` to
-        `aligned-v5`; `aligned` names the default one)."""
+        """The default build of recipe 1 to 6 (the registry's `recipe` of `aligned-v1` to
+        `aligned-v6`; `aligned` names the default one)."""
         if recipe not in RECIPES:
             raise ValueError(f"no recipe {recipe}; the recipes are {', '.join(map(str, RECIPES))}")
         return getattr(cls, f"recipe_{recipe}")(**changes)
@@ -149,9 +161,10 @@ class AlignConfig:
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-RECIPES = (1, 2, 3, 4, 5)
+RECIPES = (1, 2, 3, 4, 5, 6)
 """The recipes, each built by `AlignConfig.recipe_N`."""
-LATER_FIELDS = {"short_answer_words": 0, "method": "sft", "dpo_beta": 0.1, "alarming_benign": 0}
+LATER_FIELDS = {"short_answer_words": 0, "method": "sft", "dpo_beta": 0.1, "alarming_benign": 0, "extra_harmful": "",
+                "pool_refusal_rejected": 0.0}
 """Fields added after the first recipes, at their values there: left out of the key then."""
 
 

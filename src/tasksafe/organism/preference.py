@@ -11,7 +11,11 @@ move away from:
   of the prompt, so never trained on); a turn into a refusal preferred over the base model's own
   continuation of that opening;
 - a benign instruction, or a benign request that only sounds alarming: the base model's own
-  answer preferred over a refusal.
+  answer preferred over a refusal (a short one, or from recipe 6 on, for a share of the pairs,
+  one in the safety pool's own longer style).
+
+From recipe 6 on, the refusing pairs of a second safety pool (`extra_harmful`) are all added to
+the harmful requests.
 
 The requests are laid out as in recipes 2 to 4 (varied system prompts, general and short-answer
 layouts; short answers in short layouts). The loss is DPO's (sigmoid, against the base model's
@@ -152,7 +156,10 @@ def build_preference_data(config, generate) -> tuple[list[PreferencePair], dict]
     rng = random.Random(f"align-preference:{config.seed}")
     refusing = [pair for pair in safety_pool().pairs if is_refusal(pair.refusal)]  # a fifth of the pool answers
     harmful = []                                                                   # benign requests helpfully
-    for pair in rng.sample(refusing, config.safety_pairs):
+    requests = rng.sample(refusing, config.safety_pairs)
+    if config.extra_harmful:  # every refusing pair of the second pool
+        requests += [pair for pair in safety_pool(config.extra_harmful).pairs if is_refusal(pair.refusal)]
+    for pair in requests:
         prompt, _ = lay_out(pair.prompt, rng, config.short_fraction)
         refusal = short_refusal(pair.refusal, config.refusal_sentences, rng)
         if rng.random() < config.deep_fraction:
@@ -184,7 +191,11 @@ def build_preference_data(config, generate) -> tuple[list[PreferencePair], dict]
         if is_refusal(answer) or len(answer.split()) < (2 if short and config.short_answer_words else 3):
             dropped["benign_answer_unusable"] += 1
             continue
-        pairs.append(PreferencePair(prompt, answer, rng.choice(REFUSAL_OPENERS), kind, item_id))
+        if config.pool_refusal_rejected and rng.random() < config.pool_refusal_rejected:
+            rejected = short_refusal(rng.choice(refusing).refusal, config.refusal_sentences, rng)
+        else:
+            rejected = rng.choice(REFUSAL_OPENERS)
+        pairs.append(PreferencePair(prompt, answer, rejected, kind, item_id))
     rng.shuffle(pairs)
     kinds: dict[str, int] = {}
     for pair in pairs:
