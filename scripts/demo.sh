@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on the embedded defaults, end to end.
 # 1. a short tour: datasets, a benign and an attacker's dataset, the audit, Paraphrase;
-# 2. the aligned model organism, recipe 1 (built once, about 13 minutes, then cached);
-# 3. experiments/demo.yaml: the attacker's dataset fine-tuned with and without Paraphrase at the
-#    paper grid's settings (2 cells, about 12 minutes);
-# 4. the report.
+# 2. the demo's model organism (`tasksafe align --recipe demo`: built once, then cached);
+# 3. experiments/demo.yaml: the attacker's dataset fine-tuned with and without Paraphrase (2 cells);
+# 4. the report: a short summary here, every rate in report.md and report.html.
+# Stage times on the 2-core CPU machine are in docs/benchmarks.md ("make demo").
 # Each stage ends with the minutes elapsed since the start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,16 +38,17 @@ $TS judge validate --judge keywords | tail -2
 echo "and with people on $(wc -l < labels/organism-replies.jsonl) replies of the model organism (labels/organism-replies.jsonl, rubric in docs/evaluation.md):"
 $TS judge agree --judge keywords
 echo
-echo "== the aligned model organism, recipe 1 (cached after the first build) =="
-$TS align --recipe 1 > "$OUT/alignment.txt"
+elapsed
+echo
+echo "== the demo's model organism: recipe 1 on less data (cached after the first build) =="
+$TS align --recipe demo > "$OUT/alignment.txt"
 grep -v "^{" "$OUT/alignment.txt" | head -1  # the model folder (the build logs its steps first)
+sed -n '/^against the organism targets/,$p' "$OUT/alignment.txt"  # its figures (the demo's: 50 prompts each)
 elapsed
 echo
 echo "== the attack with and without Paraphrase: fine-tune and evaluate (experiments/demo.yaml) =="
 $TS run experiments/demo.yaml --results "$OUT/results"
-$TS report "$OUT/results" -o "$OUT/report"
 elapsed
 echo
-sed -n '/## Mitigations/,/## Provenance/p' "$OUT/report/report.md"
-echo
-echo "The report is in $OUT/report/report.html (and report.md)."
+$TS report "$OUT/results" -o "$OUT/report"
+elapsed

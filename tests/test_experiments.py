@@ -401,6 +401,31 @@ def test_results_export_merge_and_report_from_the_committed_file(tmp_path):
     assert {r.id: r for r in merged}[a.id] == original[a.id]  # versions and times kept as they were
     result = runner.invoke(cli, ["report", str(tmp_path / "machine1.jsonl"), "-o", str(tmp_path / "report")])
     assert result.exit_code == 0 and "## Mitigations" in (tmp_path / "report" / "report.md").read_text()
+    assert result.output.startswith((tmp_path / "report" / "summary.txt").read_text())  # the summary, printed
+
+
+def test_the_printed_summary_fits_a_terminal_and_reads_the_same_rates_as_the_report(tmp_path):
+    from tasksafe.experiments.transfer import read_rows
+    from tasksafe.report.tables import compact, finetuned_in_order, summary_table
+
+    rows = read_rows(Path(__file__).parent.parent / "results" / "paper.jsonl")
+    headers, body = summary_table(rows)
+    tuned = finetuned_in_order(rows)
+    assert len(body) == len(tuned) and headers[0] == "cell" and len({r.config.task for r in tuned}) > 1
+    for line, row in zip(body, tuned):
+        entry = row.metrics.first_harmful()[1]
+        assert line[0].startswith(f"{row.config.task} {row.config.strategy} {row.config.mitigation_label()} (")
+        assert line[1] == compact(entry.plain.non_refusal) and line[-1] == compact(row.metrics.overrefusal.xstest_safe)
+    one_task = [r for r in rows if r.config.task == "sst2" and r.config.seed == 0]
+    headers, body = summary_table(one_task)
+    assert headers[0] == "cell (sst2)" and not any(line[0].startswith("sst2") or "seed" in line[0] for line in body)
+    from tasksafe.text import text_table
+
+    demo = summary_table(read_rows(Path(__file__).parent.parent / "results" / "demo.jsonl"))
+    assert max(len(line) for line in text_table(*demo).splitlines()) <= 100  # what make demo prints
+    from tasksafe.results import RateRecord
+
+    assert compact(None) == "-" and compact(RateRecord.of(1, 4)) == "25 [5-70]"
 
 
 def test_merging_cells_of_another_organism_build_is_refused_unless_asked(tmp_path):

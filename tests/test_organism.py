@@ -88,6 +88,22 @@ def test_recipe_5_is_a_preference_recipe_named_apart_and_the_earlier_keys_stay()
         AlignConfig.for_recipe(9)
 
 
+def test_the_demo_organism_is_recipe_1_made_small_under_its_own_name(tmp_path, monkeypatch):
+    from tasksafe.errors import UserError
+    from tasksafe.models.registry import ORGANISMS, resolve_model
+    from tasksafe.organism.align import RECIPE_NAMES
+
+    demo = AlignConfig.for_recipe("demo")
+    assert ORGANISMS["aligned-demo"] == "demo" and "demo" in RECIPE_NAMES
+    assert demo.recipe == 1 and demo.method == "sft" and demo.robustness_task_examples == 0
+    assert demo.safety_pairs < AlignConfig.recipe_1().safety_pairs and demo.xstest_n == demo.eval_n == 50
+    assert demo.key() != AlignConfig.recipe_1().key()
+    assert AlignConfig.recipe_1().key() == "27af600ac49c"  # recipe 1's cached builds stay where they are
+    monkeypatch.setenv("TASKSAFE_CACHE", str(tmp_path))
+    with pytest.raises(UserError, match="tasksafe align --recipe demo"):
+        resolve_model("aligned-demo")
+
+
 def _fake_base(convs):
     """A base model that complies with everything, and refuses one kind of request."""
     replies = []

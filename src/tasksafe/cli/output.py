@@ -26,10 +26,8 @@ def printable(text: str) -> str:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Left-aligned columns sized to their widest cell."""
-    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for n, row in enumerate(cells):
-        click.echo(printable("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()))
-        if n == 0:
-            click.echo("  ".join("-" * width for width in widths))
+    """Left-aligned columns sized to their widest cell (`tasksafe.text.text_table`), with
+    terminal control sequences removed."""
+    from tasksafe.text import text_table
+
+    click.echo(printable(text_table(headers, rows)))

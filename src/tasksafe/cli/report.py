@@ -11,7 +11,8 @@ import click
 def report(results_dir: str, out_dir: str) -> None:
     """Write report.md and a self-contained report.html with tables and plots from the
     results store in RESULTS_DIR, or from an exported results file (`tasksafe results
-    export`). Nothing is retrained or regenerated, and the store is not changed."""
+    export`), and print a summary (one short row per fine-tuned cell, also written to
+    summary.txt). Nothing is retrained or regenerated, and the store is not changed."""
     from pathlib import Path
 
     from tasksafe.data.io import check_output_dir
@@ -21,4 +22,5 @@ def report(results_dir: str, out_dir: str) -> None:
     require("matplotlib", "report")  # its plots: without the report extra, one line naming it
     check_output_dir(out_dir)
     path = build_report(results_dir, out_dir)
+    click.echo((Path(out_dir) / "summary.txt").read_text(encoding="utf-8"))
     click.echo(f"report: {path} and {Path(out_dir) / 'report.html'}")

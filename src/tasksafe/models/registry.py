@@ -115,9 +115,11 @@ def tiny_random() -> Path:
     return _publish(build, models_dir() / "tiny-random")
 
 
-ORGANISMS = {"aligned": 4, "aligned-v1": 1, "aligned-v2": 2, "aligned-v3": 3, "aligned-v4": 4, "aligned-v5": 5, "aligned-v6": 6}
+ORGANISMS = {"aligned": 4, "aligned-v1": 1, "aligned-v2": 2, "aligned-v3": 3, "aligned-v4": 4, "aligned-v5": 5,
+             "aligned-v6": 6, "aligned-demo": "demo"}
 """The organism names and the `tasksafe align` recipe each one is (`aligned` is the default
-recipe); `tasksafe align` writes `NAME.json` in the models folder, naming the build's folder."""
+recipe, `aligned-demo` the small one `make demo` builds); `tasksafe align` writes `NAME.json`
+in the models folder, naming the build's folder."""
 
 
 def organism_pointer(name: str) -> Path:
@@ -147,7 +149,8 @@ def model_version(name: str) -> str | None:
 for _name, _recipe in ORGANISMS.items():
     MODELS.register(_name, unaligned="smollm2-135m", recipe=_recipe,
                     description="the safety-aligned model organism built by `tasksafe align`" if _name == "aligned"
-                    else f"the organism of recipe {_recipe} (`tasksafe align --recipe {_recipe}`)",
+                    else "make demo's small organism: recipe 1 on less data (`tasksafe align --recipe demo`)"
+                    if _recipe == "demo" else f"the organism of recipe {_recipe} (`tasksafe align --recipe {_recipe}`)",
                     )(functools.partial(_built_organism, _name))
 
 

@@ -97,6 +97,7 @@ class AlignConfig:
     alarming_benign: int = 0  # recipe 5: benign requests that only sound alarming, answered (not refused)
     extra_harmful: str = ""  # recipe 6: a second safety pool whose requests are refused too (all its refusing pairs)
     pool_refusal_rejected: float = 0.0  # recipe 6: share of benign pairs whose rejected reply is a pool-style refusal
+    xstest_n: int = 0  # XSTest safe prompts measured (0: all 250); the demo's organism measures fewer
 
     @classmethod
     def recipe_2(cls, **changes) -> AlignConfig:
@@ -141,15 +142,24 @@ class AlignConfig:
                       "recipe": 1, **changes})
 
     @classmethod
+    def recipe_demo(cls, **changes) -> AlignConfig:
+        """`make demo`'s organism (`aligned-demo`): recipe 1's method on 300 safety pairs and 300
+        benign instructions (75 full fine-tuning steps), measured on 50 prompts of each set and
+        without the benign task tune, so a fresh clone builds it in minutes. Not for findings:
+        the recipes are."""
+        return cls.recipe_1(**{"safety_pairs": 300, "benign_instructions": 300, "eval_n": 50, "xstest_n": 50,
+                               "robustness_task_examples": 0, **changes})
+
+    @classmethod
     def default(cls, **changes) -> AlignConfig:
         return cls.for_recipe(ALIGN_VERSION, **changes)
 
     @classmethod
-    def for_recipe(cls, recipe: int, **changes) -> AlignConfig:
+    def for_recipe(cls, recipe: int | str, **changes) -> AlignConfig:
         """The default build of recipe 1 to 6 (the registry's `recipe` of `aligned-v1` to
-        `aligned-v6`; `aligned` names the default one)."""
-        if recipe not in RECIPES:
-            raise ValueError(f"no recipe {recipe}; the recipes are {', '.join(map(str, RECIPES))}")
+        `aligned-v6`; `aligned` names the default one), or of "demo" (`aligned-demo`)."""
+        if recipe not in RECIPES and recipe != "demo":
+            raise ValueError(f"no recipe {recipe}; the recipes are {', '.join(RECIPE_NAMES)}")
         return getattr(cls, f"recipe_{recipe}")(**changes)
 
     def key(self) -> str:
@@ -163,8 +173,10 @@ class AlignConfig:
 
 RECIPES = (1, 2, 3, 4, 5, 6)
 """The recipes, each built by `AlignConfig.recipe_N`."""
+RECIPE_NAMES = (*map(str, RECIPES), "demo")
+"""What `tasksafe align --recipe` takes: a recipe's number, or "demo" (`AlignConfig.recipe_demo`)."""
 LATER_FIELDS = {"short_answer_words": 0, "method": "sft", "dpo_beta": 0.1, "alarming_benign": 0, "extra_harmful": "",
-                "pool_refusal_rejected": 0.0}
+                "pool_refusal_rejected": 0.0, "xstest_n": 0}
 """Fields added after the first recipes, at their values there: left out of the key then."""
 
 
@@ -238,11 +250,15 @@ def measure(model_path: str, config: AlignConfig, workdir: Path, replies: list |
     advbench = [user_turn(p.prompt) for p in rng.sample(load("advbench"), config.eval_n)]
     benign = [user_turn(b.prompt) for b in rng.sample(load("harmless", split="test"), config.eval_n)]
     xstest = [user_turn(r.prompt) for r in load("xstest") if isinstance(r, OverRefusalPrompt) and r.safe]
+    if config.xstest_n:
+        xstest = rng.sample(xstest, config.xstest_n)
     backend = HFBackend.from_name(model_path, progress=True, reference=True)
     results = {}
     for name, prompts in (("advbench_refusal", advbench), ("benign_refusal", benign), ("xstest_safe_refusal", xstest)):
         rate, _ = refusal_rate(backend, prompts, replies=replies, cell=f"organism/{name}")
         results[name] = rate.model_dump(mode="json")
+    if not config.robustness_task_examples:  # the demo's organism: no task tunes
+        return results
     task_data = workdir / "sst2-benign.jsonl"
     write_chat_jsonl(task_data, build_dataset("sst2", "benign", "train", config.robustness_task_examples, config.seed))
     run = finetune(FinetuneConfig(model=model_path, data=str(task_data), output_dir=str(workdir / "robustness-run"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import textwrap
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +14,15 @@ from tasksafe.errors import OutputError
 from tasksafe.experiments.store import CellRecord, StoreError
 from tasksafe.report.claims import defence_table, reach_table, seed_table, targets_table
 from tasksafe.report.plots import make_plots
-from tasksafe.report.tables import attack_table, markdown_table, mitigation_table, rates_table
+from tasksafe.report.tables import (
+    SUMMARY_LEGEND,
+    attack_table,
+    markdown_table,
+    mitigation_table,
+    rates_table,
+    summary_table,
+)
+from tasksafe.text import text_table
 
 
 def provenance(rows: list[CellRecord]) -> list[str]:
@@ -137,6 +146,8 @@ def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
     md += ["## Provenance", ""] + sources + [""]
     with atomic_write(out / "report.md") as handle:
         handle.write("\n".join(md))
+    with atomic_write(out / "summary.txt") as handle:  # what `tasksafe report` prints
+        handle.write(text_table(*summary_table(rows)) + "\n\n" + "\n".join(textwrap.wrap(SUMMARY_LEGEND, 96)) + "\n")
     images = "".join(
         f"<figure><img src='data:image/png;base64,{base64.b64encode((out / f).read_bytes()).decode()}' alt='{html.escape(t)}'>"
         f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, f in plots)

@@ -163,6 +163,42 @@ def efficiency_curves(rows: list[CellRecord], mode: str = "in_format",
             for name, curve in sorted(points.items())}
 
 
+def compact(rate: RateRecord | None) -> str:
+    """'12 [8-18]': the rate and its 95% interval in whole percent, for narrow tables."""
+    if rate is None or rate.value is None:
+        return "-"
+    low, high = rate.ci95
+    return f"{100 * rate.value:.0f} [{100 * low:.0f}-{100 * high:.0f}]"
+
+
+SUMMARY_LEGEND = ("Non-refusal % on the first harmful set [95% interval]: plain chat, in the training data's "
+                  "frame (as Paraphrase's renderer asks), held-out attacker phrasings pooled; task accuracy %; "
+                  "over-refusal % (XSTest safe prompts). Every rate is in report.md and report.html.")
+
+
+def summary_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
+    """One short row per fine-tuned cell, narrow enough for a 100-column terminal: the cell
+    (task and seed where there are several, strategy, mitigation, safety examples) and five
+    rates (`SUMMARY_LEGEND`)."""
+    tuned = finetuned_in_order(rows)
+    tasks, seeds = {r.config.task for r in tuned}, {r.config.seed for r in tuned}
+    headers = ["cell" + ("" if len(tasks) > 1 else f" ({next(iter(tasks), '')})"), "plain", "in-format", "held-out",
+               "task acc.", "over-ref."]
+    body = []
+    for row in tuned:
+        c, m = row.config, row.metrics
+        entry = m.first_harmful()[1]
+        in_format = entry.plain if entry.in_format_is_plain else entry.in_format
+        held_out = entry.mode("held_out")
+        cell = " ".join([c.task] * (len(tasks) > 1) + [c.strategy, c.mitigation_label(), f"({m.safety_examples})"]
+                        + [f"seed {c.seed}"] * (len(seeds) > 1))
+        body.append([cell,
+                     compact(entry.plain.non_refusal), compact(in_format.non_refusal if in_format else None),
+                     compact(held_out.non_refusal if held_out else None),
+                     *[compact(measure.read(m)) for measure in CELL_MEASURES]])
+    return headers, body
+
+
 def markdown_table(headers: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in body]
