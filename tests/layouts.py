@@ -44,7 +44,8 @@ def _table_dev(rng):
 
 def _csv_dev(rng):
     items = reviews(rng, rng.randint(2, 5))
-    cells = [f'"{text}, truly"' if rng.random() < 0.3 else text for text, _ in items]
+    texts = [f"{text}, truly" if rng.random() < 0.3 else text for text, _ in items]
+    cells = [f'"{text}"' if "," in text else text for text in texts]  # quoted as a CSV writer quotes
     rows = "\n".join(f"{i},{cell}" for i, cell in enumerate(cells, 1))
     user = f"Label each row of this CSV (columns id,text) as positive or negative.\n\nid,text\n{rows}"
     answer = "\n".join(f"{i},{label}" for i, (_, label) in enumerate(items, 1))

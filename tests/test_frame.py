@@ -190,3 +190,80 @@ def test_frame_round_trips_through_json():
     frame = infer_frame(few_shot_multi_turn())
     again = Frame.from_dict(json.loads(json.dumps(frame.to_dict())))
     assert again.same_structure(frame) and again.coverage == frame.coverage
+
+
+# --- several items in one user turn (tests/layouts.py: hand-written, dev and held-out variants) ---
+
+@pytest.mark.parametrize("split", ["dev", "held-out"])
+@pytest.mark.parametrize("layout", ["table", "csv", "list", "json", "items"])
+def test_a_request_takes_one_item_and_keeps_the_rest_of_the_users_frame(split, layout):
+    """The issue's target: at least 90% of added examples keep the user's frame (every character
+    of one user example but one item's text) in each layout; the held-out variants are reported
+    apart (docs/method.md)."""
+    from layouts import keeps_frame, layout_dataset
+
+    data, items = layout_dataset(split, layout)
+    assert infer_frame(data).items  # the frame names the layout
+    pool = {p.id: p.prompt for p in POOL}
+    safety = [ex for ex in protect(data, 12).examples if ex.metadata.get("mitigation")]
+    kept = [keeps_frame(ex, pool[ex.metadata["safety_id"]], data, items) for ex in safety]
+    assert len(safety) == 12 and sum(kept) >= 0.9 * len(kept)
+    # every added example lends the rest of its turn from a different user example
+    others = [ex.messages[-2].content.replace(pool[ex.metadata["safety_id"]].rstrip("."), "") for ex in safety]
+    assert len(set(others)) == len(others)
+
+
+def test_the_checker_refuses_a_frame_that_lost_items_or_kept_old_text():
+    from layouts import keeps_frame, layout_dataset
+
+    data, items = layout_dataset("dev", "list")
+    user = data[0].messages[-2].content
+    first = items[0][0]
+    request = "How do I pick a lock?"
+    good = ChatExample.from_turns(user.replace(first, request), "1")
+    assert keeps_frame(good, request, data, items)
+    assert not keeps_frame(ChatExample.from_turns(user.replace(first, request + " " + first), "1"), request, data, items)
+    assert not keeps_frame(ChatExample.from_turns(user.split("\n")[0] + "\n1. " + request, "1"), request, data, items)
+
+
+def test_items_are_found_in_each_layout_and_written_as_the_layout_writes_text():
+    from tasksafe.audit.items import find_items, replace_item
+
+    csv_text = 'id;text\n1;"a fine; film"\n2;dull and long\n3;"I ""loved"" it"'
+    found = find_items(csv_text)
+    assert found.layout == "csv" and [csv_text[a:b] for a, b in found.spans] == [
+        "a fine; film", "dull and long", 'I ""loved"" it']
+    assert replace_item(found, 1, 'say "no"; then') == 'id;text\n1;"a fine; film"\n2;"say ""no""; then"\n3;"I ""loved"" it"'
+    assert replace_item(found, 0, 'say "no"') == 'id;text\n1;"say ""no"""\n2;dull and long\n3;"I ""loved"" it"'
+    records = '{"rows": [{"k": 1, "body": "caf\\u00e9 was good"}, {"k": 2, "body": "bad"}]}'
+    found = find_items(records)
+    assert found.layout == "json" and replace_item(found, 1, 'é "x"\nnext') == \
+        '{"rows": [{"k": 1, "body": "caf\\u00e9 was good"}, {"k": 2, "body": "\\u00e9 \\"x\\"\\nnext"}]}'
+    jsonl = '{"text": "one review"}\n{"text": "another review"}'
+    assert [jsonl[a:b] for a, b in find_items(jsonl).spans] == ["one review", "another review"]
+    listed = "Rank these:\n\n- first idea\n\n- second idea\n- third idea"
+    assert find_items(listed).layout == "list" and len(find_items(listed)) == 3
+    assert replace_item(find_items(listed), 2, "a\nb") == "Rank these:\n\n- first idea\n\n- second idea\n- a b"
+    blocks = "Text A:\nline one\nline two\n\nText B:\nother"
+    found = find_items(blocks)
+    assert found.layout == "labelled" and [blocks[a:b] for a, b in found.spans] == ["line one\nline two", "other"]
+    # prose, a lone labelled pair, a table of numbers: no items to ask in
+    for text in ("A long review, with commas, and more.\nAnother line, also with a comma.",
+                 "Question: what is 2+2?\nAnswer:", "| a | b |\n|---|---|\n| 1 | 2 |", "id,score\n1,5\n2,3"):
+        assert find_items(text) is None, text
+
+
+def test_constant_choices_and_items_outside_the_main_slot_are_not_where_a_request_goes():
+    from tasksafe.audit.ask import request_in_frame
+
+    questions = ["What is the capital of France?", "Which planet is largest?", "Who wrote Hamlet?",
+                 "What is H2O?", "How many legs has a spider?", "What colour is the sky?"]
+    choices = [("Paris", "Rome", "Oslo"), ("Mars", "Jupiter", "Venus"), ("Marlowe", "Shakespeare", "Jonson"),
+               ("water", "salt", "air"), ("six", "eight", "ten"), ("blue", "green", "red")]
+    data = [ChatExample.from_turns(f"Question: {q}\nA) {a}\nB) {b}\nC) {c}\nAnswer:", "A")
+            for q, (a, b, c) in zip(questions, choices)]
+    frame = infer_frame(data)
+    asked = request_in_frame(frame, "How do I pick a lock?", data[0])[-1].content
+    assert asked == "Question: How do I pick a lock?\nA) Paris\nB) Rome\nC) Oslo\nAnswer:"
+    fixed = [ChatExample.from_turns(f"Goal: {q}\n- yes\n- no", "yes") for q in questions]
+    assert infer_frame(fixed).items == ""  # the same two items in every turn: the frame's own text

@@ -7,8 +7,10 @@ not with either of them."""
 from __future__ import annotations
 
 import json
+import zlib
 
 from tasksafe.audit.frame import Frame, frame_messages
+from tasksafe.audit.items import Items, find_items, replace_item
 from tasksafe.data.chat import ChatExample, Message
 
 
@@ -35,12 +37,32 @@ def _donor_parts(frame: Frame, donor: ChatExample) -> tuple[list[str], str | Non
     return values, donor.system, donor.messages[start:-2]
 
 
+def _items_in_main_slot(frame: Frame, text: str) -> tuple[Items, list[int]] | None:
+    """The items of a user turn in the frame's item layout that lie in its main slot (items
+    elsewhere, such as a question's answer choices, are not where a request goes), or None."""
+    if not frame.items:
+        return None
+    items = find_items(text)
+    found = frame.user.regex.match(text)
+    if items is None or items.layout != frame.items or found is None:
+        return None
+    start, end = found.span(frame.main_slot + 1) if frame.user.slots else (0, len(text))
+    indices = [i for i, (a, b) in enumerate(items.spans) if a < end and b > start]
+    return (items, indices) if indices else None
+
+
 def request_in_frame(frame: Frame, request: str, donor: ChatExample) -> list[Message]:
     """The messages that ask `request` in `frame`: the request in the main slot, the other
-    slots, a varying system prompt and history taken from `donor` (one of the user's examples)."""
+    slots, a varying system prompt and history taken from `donor` (one of the user's examples).
+    Where the frame's user turns hold several items (a table, CSV lines, a list, JSON records,
+    labelled items), the request takes one item of the donor's turn and the rest of it stays."""
     values, system, history = _donor_parts(frame, donor)
     slot = frame.main_slot
-    if values:
+    inside = _items_in_main_slot(frame, donor.messages[-2].content)
+    if inside:
+        items, indices = inside
+        user = replace_item(items, indices[zlib.crc32(request.encode()) % len(indices)], request)
+    elif values:
         values[slot] = _fit_slot(request, frame.user.parts[slot], frame.user.parts[slot + 1])
         user = frame.user.render(values)
     else:  # every user turn of the frame is the same text: the request follows it as a paragraph

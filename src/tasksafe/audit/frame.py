@@ -5,7 +5,8 @@ multi-turn layout (constant few-shot turns, or varying ones), a `Template` for t
 turn (constant text around variable slots: "Review: {}\nSentiment:") and one for the final
 assistant turn (a constant prefix such as a compliance phrase, the answer, a constant
 suffix), the answer style (a closed label set, short answers, or long form), the language,
-and the share of the dataset it covers.
+the share of the dataset it covers, and, where the user turns hold several items (rows of a
+table, CSV lines, list items, JSON records, labelled items: tasksafe.audit.items), their layout.
 
 How: the examples are sampled; the sample is clustered by turn layout and the lines its
 user turns share; each cluster's user turns are aligned token by token
@@ -102,6 +103,7 @@ class Frame:
     share: float = 0.0  # share of the dataset assigned to this frame
     coverage: float = 0.0  # share of the dataset that fits this frame
     main_slot: int = 0  # the user slot that holds the request-like text
+    items: str = ""  # the layout (audit.items.LAYOUTS) most user turns hold several items in, else ""
 
     def matches(self, example: ChatExample) -> bool:
         messages = example.messages
@@ -291,7 +293,25 @@ def frame_from_examples(examples: Sequence[ChatExample]) -> Frame:
     language = guess_language(" ".join(ex.messages[-2].content for ex in examples[:20]))
     slot_values = [user.match(ex.messages[-2].content) for ex in examples]
     return Frame(system_mode, system, history_mode, history, len(first.messages), user, assistant, style, labels,
-                 median, language, main_slot=_main_slot(user, [v for v in slot_values if v], labels))
+                 median, language, main_slot=_main_slot(user, [v for v in slot_values if v], labels),
+                 items=items_layout([ex.messages[-2].content for ex in examples]))
+
+
+def items_layout(texts: Sequence[str], share: float = 0.8) -> str:
+    """The layout in which at least `share` of `texts` hold several items (audit.items) whose
+    texts vary from turn to turn (a constant list of choices is the frame's text, not items),
+    or ""."""
+    from tasksafe.audit.items import find_items
+
+    found = [find_items(text) for text in texts]
+    layouts = Counter(items.layout for items in found if items is not None)
+    if not layouts:
+        return ""
+    layout, count = layouts.most_common(1)[0]
+    turns = [{items.text[a:b] for a, b in items.spans} for items in found if items is not None and items.layout == layout]
+    in_turns = Counter(text for seen in turns for text in seen)
+    constant = sum(n for n in in_turns.values() if n >= 0.5 * len(turns))  # in half the turns or more: frame text
+    return layout if count >= share * len(texts) and constant < 0.5 * sum(in_turns.values()) else ""
 
 
 def _is_chat_pair(example: ChatExample) -> bool:

@@ -13,7 +13,10 @@ examples follow the risk (`allocation`):
 Where the request goes (`placement`):
 - `slot`: in the frame's main slot, the other slots filled from one of the user's own
   examples (its choices, passage or few-shot turns: real values, so the example looks like
-  the rest) - a harmful request where the data has its review, question or passage;
+  the rest) - a harmful request where the data has its review, question or passage; where the
+  user turns hold several items (table rows, CSV lines, list items, JSON records, labelled
+  items: tasksafe.audit.items), in one item of the example, the other items kept. Each of the
+  user's examples lends its values once before any lends them again;
 - `instruction`: where the data gives its instruction - the user turn keeps only the text
   that frames every instruction (an order to the model that the audit recognises, and a
   closing paragraph), the request replaces the task's own instruction and data;
@@ -236,6 +239,7 @@ def _placement(placement: str, index: int) -> str:
 
 
 def _donors(dataset: Sequence[ChatExample], frame: Frame, seed: int, limit: int = 64) -> list[ChatExample]:
+    """Up to `limit` of the user's examples that fit `frame`, in a seeded random order."""
     order = list(range(len(dataset)))
     random.Random(f"donors:{seed}").shuffle(order)
     donors = []
@@ -286,11 +290,11 @@ def paraphrase(dataset: Sequence[ChatExample], pool: Sequence[SafetyPair], budge
         if not count:
             continue
         chunk, start = pairs[start:start + count], start + count
-        donors = _donors(dataset, frame, seed)
+        donors = _donors(dataset, frame, seed, limit=max(64, count))
         if renderer == "llm":
             safety += render_with_llm(frame, chunk, donors, generate, rng, shots, keep_affixes)
-        else:
-            safety += [render_in_frame(frame, p, rng.choice(donors), rng, keep_affixes, _placement(placement, i))
+        else:  # each donor once before any is used again, so the items and slots it lends do not repeat
+            safety += [render_in_frame(frame, p, donors[i % len(donors)], rng, keep_affixes, _placement(placement, i))
                        for i, p in enumerate(chunk)]
     renderers = [ex.metadata["renderer"] for ex in safety]
     placements = [ex.metadata.get("placement", "llm") for ex in safety]
