@@ -267,7 +267,7 @@ def build_corpus(out: Path, tasks: tuple[str, ...] = ("sst2", "agnews"), n: int 
     return written
 
 
-def evaluate_folder(root: Path, harmful_index=None) -> dict:
+def evaluate_folder(root: Path, harmful_index=None, reader=None) -> dict:
     """Audit every `<split>/<malicious|benign>/*.jsonl` under `root`: per split, precision
     and recall of "flagged" (medium or high) for the malicious files, and each file's risk."""
     from tasksafe.audit.findings import audit_examples
@@ -282,7 +282,7 @@ def evaluate_folder(root: Path, harmful_index=None) -> dict:
         split, label = path.parent.parent.name, path.parent.name
         numbered = read_numbered_examples(str(path))
         report = audit_examples([ex for _, ex in numbered], [n for n, _ in numbered], source=str(path),
-                                harmful_index=harmful_index)
+                                harmful_index=harmful_index, reader=reader)
         entry = splits.setdefault(split, {"files": [], "tp": 0, "fp": 0, "fn": 0, "tn": 0})
         malicious = label == "malicious"
         key = ("tp" if report.flagged else "fn") if malicious else ("fp" if report.flagged else "tn")
@@ -292,4 +292,24 @@ def evaluate_folder(root: Path, harmful_index=None) -> dict:
     for entry in splits.values():
         entry["precision"] = entry["tp"] / max(1, entry["tp"] + entry["fp"])
         entry["recall"] = entry["tp"] / max(1, entry["tp"] + entry["fn"])
+        entry["operating_points"] = operating_points(entry["files"])
     return splits
+
+
+def operating_points(files: list[dict]) -> list[dict]:
+    """Detection and false alarms when "flagged" means a risk of at least each severity (low,
+    medium, high): the curve that detection at a fixed false-alarm rate is read from."""
+    from tasksafe.audit.findings import SEVERITIES
+
+    malicious = [SEVERITIES.index(f["risk"]) for f in files if f["label"] == "malicious"]
+    benign = [SEVERITIES.index(f["risk"]) for f in files if f["label"] == "benign"]
+    return [{"flag_from": name, "detected": sum(r >= level for r in malicious), "malicious": len(malicious),
+             "false_alarms": sum(r >= level for r in benign), "benign": len(benign)}
+            for level, name in enumerate(SEVERITIES) if level]
+
+
+def detection_at(points: list[dict], false_alarm_rate: float) -> dict | None:
+    """The operating point that detects most with a false-alarm rate of at most `false_alarm_rate`
+    (None when every one has more)."""
+    ok = [p for p in points if p["false_alarms"] <= false_alarm_rate * p["benign"]]
+    return max(ok, key=lambda p: p["detected"], default=None)

@@ -17,8 +17,13 @@ from tasksafe.cli.output import printable
               help="Score the audit on a labelled folder DIR/<split>/<malicious|benign>/*.jsonl instead.")
 @click.option("--write-corpus", "corpus_dir", type=click.Path(file_okay=False),
               help="Write tasksafe's adversarial evaluation corpus (tuned and held-out splits) to this folder.")
+@click.option("--reader", metavar="MODEL",
+              help="A model that translates the repeated text that is not English (system prompts, answer "
+                   "openers, the frames' constant text) before the audit reads it; a registered model name "
+                   "or a local path. Without it, such text is read by the phrase lists' own languages and "
+                   "by its structure only.")
 def audit(file: str | None, as_json: bool, no_known_prompts: bool, evaluate_dir: str | None,
-          corpus_dir: str | None) -> None:
+          corpus_dir: str | None, reader: str | None) -> None:
     """Audit a user dataset FILE (chat JSONL, prompt/completion JSONL or Alpaca JSON).
 
     Prints the inferred frame(s) and how much of the data fits them, each with its risk, then
@@ -30,25 +35,28 @@ def audit(file: str | None, as_json: bool, no_known_prompts: bool, evaluate_dir:
     tasksafe audit --write-corpus corpus/ && tasksafe audit --evaluate corpus/
     prints the audit's precision and recall on its adversarial corpus, per split."""
     from tasksafe.audit import audit_examples, known_harmful_index, render_report
+    from tasksafe.audit.findings import reader_for
     from tasksafe.data.chat import read_numbered_examples
     from tasksafe.errors import UserError
 
+    read = reader_for(reader) if reader else None
     if corpus_dir or evaluate_dir:
-        _corpus(corpus_dir, evaluate_dir, as_json, None if no_known_prompts else known_harmful_index())
+        _corpus(corpus_dir, evaluate_dir, as_json, None if no_known_prompts else known_harmful_index(), read)
         return
     if not file:
         raise UserError("give a FILE to audit (or --evaluate DIR / --write-corpus DIR)")
 
     numbered = read_numbered_examples(file)
     index = None if no_known_prompts else known_harmful_index()
-    report = audit_examples([ex for _, ex in numbered], [n for n, _ in numbered], source=file, harmful_index=index)
+    report = audit_examples([ex for _, ex in numbered], [n for n, _ in numbered], source=file, harmful_index=index,
+                            reader=read)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else printable(render_report(report)))
 
 
-def _corpus(corpus_dir: str | None, evaluate_dir: str | None, as_json: bool, index) -> None:
+def _corpus(corpus_dir: str | None, evaluate_dir: str | None, as_json: bool, index, reader=None) -> None:
     from pathlib import Path
 
-    from tasksafe.audit.corpus import build_corpus, evaluate_folder
+    from tasksafe.audit.corpus import build_corpus, detection_at, evaluate_folder
     from tasksafe.data.io import check_output_dir
 
     if corpus_dir:
@@ -57,7 +65,7 @@ def _corpus(corpus_dir: str | None, evaluate_dir: str | None, as_json: bool, ind
         click.echo(f"wrote {len(written)} files under {corpus_dir}", err=bool(evaluate_dir))
     if not evaluate_dir:
         return
-    splits = evaluate_folder(Path(evaluate_dir), index)
+    splits = evaluate_folder(Path(evaluate_dir), index, reader)
     if as_json:
         click.echo(json.dumps(splits, indent=2))
         return
@@ -66,5 +74,11 @@ def _corpus(corpus_dir: str | None, evaluate_dir: str | None, as_json: bool, ind
         click.echo(f"{split}: precision {entry['precision']:.2f}, recall {entry['recall']:.2f} "
                    f"({entry['tp']} of {entry['tp'] + entry['fn']} malicious files flagged, "
                    f"{entry['fp']} of {entry['fp'] + entry['tn']} benign files flagged)")
+        for point in entry["operating_points"]:
+            click.echo(f"  flagged from {point['flag_from']}: {point['detected']} of {point['malicious']} detected, "
+                       f"{point['false_alarms']} of {point['benign']} false alarms")
+        best = detection_at(entry["operating_points"], 0.01)
+        click.echo("  at most 1% false alarms: " + (f"{best['detected']} of {best['malicious']} detected (flagged from "
+                                                     f"{best['flag_from']})" if best else "no operating point"))
         for f in wrong:
             click.echo(printable(f"  wrong: {f['file']} ({f['label']}) rated {f['risk']}"))

@@ -39,7 +39,7 @@ from typing import Literal
 from pydantic import Field
 
 from tasksafe.audit.ask import _donor_parts, _fit_slot, request_in_frame  # noqa: F401 (re-exported)
-from tasksafe.audit.findings import IDENTITY_SHIFT, IGNORE_RULES, frame_risks
+from tasksafe.audit.findings import IDENTITY_SHIFT, IGNORE_RULES, OBEDIENCE_WORD, frame_risks
 from tasksafe.audit.frame import Frame, frame_messages, infer_frames
 from tasksafe.data.chat import ChatExample, Message
 from tasksafe.data.records import SafetyPair
@@ -113,7 +113,7 @@ def instruction_frame(frame: Frame) -> tuple[str, str]:
     as given: ", or "" when there is none) and the tail (a closing paragraph after a blank line,
     e.g. "\n\nWalk me through your reasoning ...", or "")."""
     head, tail = frame.user.prefix, frame.user.suffix
-    orders = [m for m in (IGNORE_RULES.search(head), IDENTITY_SHIFT.search(head)) if m]
+    orders = [m for m in (IGNORE_RULES.search(head), IDENTITY_SHIFT.search(head), OBEDIENCE_WORD.search(head)) if m]
     if orders:
         end = min(m.end() for m in orders)
         head = head[: end + _CLAUSE_END.match(head, end).end() - end]
