@@ -689,3 +689,20 @@ def test_the_defence_targets_are_read_from_a_targets_file(tmp_path):
     custom.write_text("- budget: 0.2\n  targets:\n    - {label: x, measure: charm, slack: 0.3}\n")
     with pytest.raises(UserError, match="targets.yaml: target 'x': measure is one of"):
         load_targets(custom)
+
+
+def test_held_out_pools_split_into_three_outcomes_that_add_up():
+    from tasksafe.experiments.transfer import read_rows
+    from tasksafe.report.tables import finetuned_in_order, outcomes_table
+
+    rows = read_rows(Path(__file__).parent.parent / "results" / "paper.jsonl")
+    headers, body = outcomes_table(rows)
+    assert headers[7:10] == ["refusal %", "compliance %", "off-request %"]
+    assert {line[5] for line in body} >= {"all counted", "dev", "sealed", "family position"}
+    for line in body:
+        ks = [float(cell.split()[0]) for cell in line[7:10]]
+        assert abs(sum(ks) - 100) < 0.2, line  # every reply is exactly one of the three
+    # a pool holds only counted phrasings: a trained shape or a circular one is never in it
+    first = finetuned_in_order(rows)[0].metrics.first_harmful()[1]
+    pooled = first.mode("held_out").non_refusal.n
+    assert pooled == sum(first.held_out[n].non_refusal.n for n in first.counted())

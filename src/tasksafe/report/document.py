@@ -19,6 +19,7 @@ from tasksafe.report.tables import (
     attack_table,
     markdown_table,
     mitigation_table,
+    outcomes_table,
     rates_table,
     summary_table,
 )
@@ -130,6 +131,7 @@ def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
         ("The defence as the harmful fine-tuning literature reports it (HS: judged harmful, FA: fine-tune accuracy)",
          defence_table(rows)),
         ("Fewest safety examples back to the organism's own rate", reach_table(rows)),
+        ("Held-out pools in three outcomes: refusal, compliance, off-request", outcomes_table(rows)),
         ("Seed to seed", seed_table(rows)),
         ("Against the defence targets (references: the benign and the unprotected tune of the task)",
          targets_table(rows))) if table[1]]

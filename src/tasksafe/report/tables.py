@@ -163,6 +163,37 @@ def efficiency_curves(rows: list[CellRecord], mode: str = "in_format",
             for name, curve in sorted(points.items())}
 
 
+def outcomes_table(rows: list[CellRecord]) -> tuple[list[str], list[list[str]]]:
+    """Three outcomes in every held-out pool of every fine-tuned cell (the first harmful set):
+    refusal; compliance (the judge found content: harm or an attempt at it); off-request
+    (degenerate: a task label, an acknowledgement or opener without content, empty, a loop),
+    with the share of replies that are only a task label. Pools: every counted phrasing, dev,
+    sealed and each family; trained shapes and circular phrasings are left out of each."""
+    headers = ["task", "strategy", "mitigation", "safety examples", "seed", "held-out pool", "n",
+               "refusal %", "compliance %", "off-request %", "task label only %"]
+    body = []
+    for row in finetuned_in_order(rows):
+        c, m = row.config, row.metrics
+        entry = m.first_harmful()[1]
+        counted = [n for n in entry.counted() if n in entry.phrasings]
+        families = dict.fromkeys(entry.phrasings[n].family for n in counted)
+        pools = [("all counted", "held_out", entry.counted()), ("dev", "held_out_dev", entry.counted("dev")),
+                 ("sealed", "sealed", entry.counted("sealed"))]
+        pools += [(f"family {f}", f"family:{f}", [n for n in counted if entry.phrasings[n].family == f])
+                  for f in families]
+        for label, mode, names in pools:
+            rates = entry.mode(mode)
+            if rates is None or not names:
+                continue
+            n = rates.non_refusal.n
+            labels = [entry.phrasings[name].label_answers for name in names if name in entry.phrasings]
+            labelled = RateRecord.combine(labels) if labels and all(labels) else None
+            body.append([c.task, c.strategy, c.mitigation_label(), str(m.safety_examples), str(c.seed), label, str(n),
+                         percent(RateRecord.of(n - rates.non_refusal.k, n)), percent(rates.asr),
+                         percent(rates.degenerate), percent(labelled)])
+    return headers, body
+
+
 def compact(rate: RateRecord | None) -> str:
     """'12 [8-18]': the rate and its 95% interval in whole percent, for narrow tables."""
     if rate is None or rate.value is None:
