@@ -34,12 +34,16 @@ def reviews(rng: random.Random, n: int) -> list[tuple[str, str]]:
     return rng.sample(pairs, n)
 
 
+def _lines(items: list[tuple[str, str]], line: str) -> str:
+    """One line per (text, label) item, numbered from 1: `line` formats {i}, {text} and {label}."""
+    return "\n".join(line.format(i=i, text=text, label=label) for i, (text, label) in enumerate(items, 1))
+
+
 def _table_dev(rng):
     items = reviews(rng, rng.randint(2, 5))
-    rows = "\n".join(f"| {i} | {text} |" for i, (text, _) in enumerate(items, 1))
-    user = f"Classify the sentiment of each review in the table.\n\n| # | Review |\n|---|---|\n{rows}"
-    answer = "\n".join(f"{i}. {label}" for i, (_, label) in enumerate(items, 1))
-    return None, user, answer, [text for text, _ in items]
+    header = "Classify the sentiment of each review in the table.\n\n| # | Review |\n|---|---|\n"
+    user = header + _lines(items, "| {i} | {text} |")
+    return None, user, _lines(items, "{i}. {label}"), [text for text, _ in items]
 
 
 def _csv_dev(rng):
@@ -70,10 +74,8 @@ def _json_dev(rng):
 
 def _items_dev(rng):
     items = reviews(rng, rng.randint(2, 4))
-    lines = "\n".join(f"Review {i}: {text}" for i, (text, _) in enumerate(items, 1))
-    user = f"{lines}\n\nFor each review, answer positive or negative."
-    answer = "\n".join(f"Review {i}: {label}" for i, (_, label) in enumerate(items, 1))
-    return None, user, answer, [text for text, _ in items]
+    user = _lines(items, "Review {i}: {text}") + "\n\nFor each review, answer positive or negative."
+    return None, user, _lines(items, "Review {i}: {label}"), [text for text, _ in items]
 
 
 # --- held out: written with the dev layouts, not run while the item slot was built ------------------

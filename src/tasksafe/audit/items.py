@@ -245,46 +245,37 @@ def _find_list(text: str) -> Items | None:
 
 # --- JSON --------------------------------------------------------------------------------------------
 
+def _space(text: str, i: int) -> int:
+    while text[i:i + 1].isspace():
+        i += 1
+    return i
+
+
 def _json_node(text: str, i: int):
     """A JSON value at `i` (after white space) as a node with its span: ("str", (a, b)) for a
     string (inside its quotes), ("arr", [nodes]), ("obj", [(key, node)]), ("lit", None); and
-    where it ends."""
-    decoder = json.JSONDecoder()
-    while text[i:i + 1].isspace():
-        i += 1
+    where it ends. The text from `i` is valid JSON (the caller checked it)."""
+    i = _space(text, i)
     char = text[i:i + 1]
     if char == '"':
         _, end = json.decoder.scanstring(text, i + 1)
         return ("str", (i + 1, end - 1)), end
-    if char == "[":
-        nodes, i = [], i + 1
+    if char and char in "[{":
+        close, children, i = "]" if char == "[" else "}", [], i + 1
         while True:
-            while text[i:i + 1].isspace():
-                i += 1
-            if text[i:i + 1] == "]":
-                return ("arr", nodes), i + 1
+            i = _space(text, i)
+            if text[i:i + 1] == close:
+                return ("arr" if char == "[" else "obj", children), i + 1
+            key = None
+            if char == "{":
+                key, i = json.decoder.scanstring(text, i + 1)
+                i = text.index(":", i) + 1
             node, i = _json_node(text, i)
-            nodes.append(node)
-            while text[i:i + 1].isspace():
-                i += 1
+            children.append(node if key is None else (key, node))
+            i = _space(text, i)
             if text[i:i + 1] == ",":
                 i += 1
-    if char == "{":
-        pairs, i = [], i + 1
-        while True:
-            while text[i:i + 1].isspace():
-                i += 1
-            if text[i:i + 1] == "}":
-                return ("obj", pairs), i + 1
-            key, i = json.decoder.scanstring(text, i + 1)
-            i = text.index(":", i) + 1
-            node, i = _json_node(text, i)
-            pairs.append((key, node))
-            while text[i:i + 1].isspace():
-                i += 1
-            if text[i:i + 1] == ",":
-                i += 1
-    _, end = decoder.raw_decode(text, i)
+    _, end = json.JSONDecoder().raw_decode(text, i)
     return ("lit", None), end
 
 
