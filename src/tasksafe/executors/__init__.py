@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tasksafe.executors.base import Executor, Outcome, Resources, Submitted, Unit, torch_threads
+from tasksafe.executors.base import Executor, Outcome, Resources, Submitted, Unit, release_memory, torch_threads
 from tasksafe.executors.local import LocalExecutor
 from tasksafe.registry import Registry
 
@@ -42,4 +42,4 @@ def make_executor(name: str, **options: Any) -> Executor:
 
 
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "Outcome", "Resources", "Submitted", "Unit", "make_executor",
-           "torch_threads"]
+           "release_memory", "torch_threads"]

@@ -126,6 +126,20 @@ class Executor:
         pass
 
 
+def release_memory() -> None:
+    """Give memory that a finished stage freed back to the operating system: Python's garbage
+    collected, then glibc's free lists trimmed (where the C library is glibc), so a process
+    that fine-tunes and then evaluates, cell after cell, does not hold every stage's peak."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 def torch_threads() -> int:
     """The CPU threads torch should use: the unit's share on a Ray worker, else every core."""
     value = os.environ.get("TASKSAFE_THREADS", "")

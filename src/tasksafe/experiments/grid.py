@@ -80,6 +80,7 @@ def run_cell(cell: CellConfig, artifacts: Path) -> CellResult:
     what the evaluation measured and the seconds per stage. Workers run this; it writes no
     store."""
     from tasksafe.evaluate import EvalConfig, evaluate
+    from tasksafe.executors import release_memory
     from tasksafe.train import FinetuneConfig, finetune
 
     timings: dict[str, float] = {}
@@ -96,8 +97,10 @@ def run_cell(cell: CellConfig, artifacts: Path) -> CellResult:
         if not (run_dir / "adapter").is_dir() and not (run_dir / "model").is_dir():
             finetune(FinetuneConfig(model=cell.model, data=str(protected), output_dir=str(run_dir), seed=cell.seed,
                                     **cell.train.model_dump()), progress=False)
+    release_memory()  # the tune's model and optimiser, before the evaluation loads the tuned model
     with _timed(timings, "evaluate"):
         result = evaluate(config.model_copy(update={"target": str(run_dir)}), eval_dir, progress=False)
+    release_memory()
     result = result.model_copy(update={"safety_examples": meta.safety_examples,
                                        "user_examples": meta.user_examples})
     return CellResult(cell_id=cell.id, metrics=result, timings=timings)

@@ -144,11 +144,11 @@ class AlignConfig:
     @classmethod
     def recipe_demo(cls, **changes) -> AlignConfig:
         """`make demo`'s organism (`aligned-demo`): recipe 1's method on 300 safety pairs and 300
-        benign instructions (75 full fine-tuning steps), measured on 50 prompts of each set and
-        without the benign task tune, so a fresh clone builds it in minutes. Not for findings:
-        the recipes are."""
-        return cls.recipe_1(**{"safety_pairs": 300, "benign_instructions": 300, "eval_n": 50, "xstest_n": 50,
-                               "robustness_task_examples": 0, **changes})
+        benign instructions answered in at most 48 new tokens (75 full fine-tuning steps),
+        measured on 50 prompts of each set and without the benign task tune, so a fresh clone
+        builds it in minutes. Not for findings: the recipes are."""
+        return cls.recipe_1(**{"safety_pairs": 300, "benign_instructions": 300, "benign_max_new_tokens": 48,
+                               "eval_n": 50, "xstest_n": 50, "robustness_task_examples": 0, **changes})
 
     @classmethod
     def default(cls, **changes) -> AlignConfig:
