@@ -131,7 +131,8 @@ def chat_latency(api, model: str, concurrent: int) -> dict:
 def released_model_chat(api, file_id: str, long_job: str, wait_s: float = 300) -> list[dict]:
     """Chat needs a released model: the long job is cancelled, a one-epoch job trained and
     gated, then its model asked by one client and by four at once ([] if it does not succeed)."""
-    api.fine_tuning.jobs.cancel(long_job)
+    if api.fine_tuning.jobs.retrieve(long_job).status not in ("succeeded", "failed", "cancelled"):
+        api.fine_tuning.jobs.cancel(long_job)
     job = api.fine_tuning.jobs.create(model="tiny-random", training_file=file_id, hyperparameters={"n_epochs": 1})
     deadline = time.time() + wait_s
     while time.time() < deadline:
@@ -163,8 +164,9 @@ def main() -> None:
         key = State(root / "state").create_key("load")
         (root / "policy.yaml").write_text("models: [tiny-random]\n"
                                           "gate: {n: 4, overrefusal_n: 4, max_plain: 1.0, max_in_format: 1.0}\n")
-        data = root / "train.jsonl"
+        data, long = root / "train.jsonl", root / "long.jsonl"
         write_chat_jsonl(data, build_dataset("sst2", "benign", n=200, seed=0))
+        write_chat_jsonl(long, build_dataset("sst2", "benign", n=2000, seed=0))  # a job that trains through the run
         port = _port()
         server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port), "--state-dir",
                                    str(root / "state"), "--policy", str(root / "policy.yaml"),
@@ -185,8 +187,10 @@ def main() -> None:
             setup = api_for()
             with open(data, "rb") as f:
                 uploaded = setup.files.create(file=f, purpose="fine-tune")
-            training = setup.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id,
-                                                     hyperparameters={"n_epochs": 50})  # outlasts the run
+            with open(long, "rb") as f:
+                long_file = setup.files.create(file=f, purpose="fine-tune")
+            training = setup.fine_tuning.jobs.create(model="tiny-random", training_file=long_file.id,
+                                                     hyperparameters={"n_epochs": 20})
             ids, created = {"file": uploaded.id, "job": training.id}, [training.id]
             time.sleep(5)  # the worker picks the job up and starts training
             steps = []
