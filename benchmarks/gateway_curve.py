@@ -1,7 +1,8 @@
 """The provider gateway's load curve: offered load (requests per second from paced clients on
 loopback) against p99 latency per kind of request, while a training job runs. Reports the knee
-(the lowest offered load at which list/retrieve p99 crosses 100 ms), the throughput at
-saturation, errors and lost jobs. Chat is measured at the end on its own, on a model released by
+(the lowest offered load at which list/retrieve p99 crosses 100 ms), the highest throughput
+and whether the offered load was still served (saturation: under 80% of it completed), errors
+and lost jobs. Chat is measured at the end on its own, on a model released by
 a short job: one client, then four at once.
 
     TASKSAFE_DATA_DIR=../shared/data python benchmarks/gateway_curve.py [--loads 10,20,40,80,160] [--seconds 15]
@@ -18,16 +19,14 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import openai
+from gateway_load import Tally, start_server  # the same server and requests in both benchmarks
 
 from tasksafe.data.chat import write_chat_jsonl
 from tasksafe.gateway.state import State
@@ -37,12 +36,6 @@ READS = ("list", "retrieve", "events", "list", "retrieve")
 KINDS = ("list", "retrieve", "events", "upload", "create")
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _p99(values: list[float]) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(0.99 * len(values)))] if values else float("nan")
@@ -50,9 +43,8 @@ def _p99(values: list[float]) -> float:
 
 def step(api_for, ids: dict, data: Path, load: float, clients: int, seconds: float, created: list) -> dict:
     """One offered load: per-kind latencies, completed requests per second, errors."""
-    latencies: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    errors: list[str] = []
-    lock = threading.Lock()
+    tally = Tally(created)
+    latencies, errors = tally.latencies, tally.errors
     interval = clients / load
     stop = time.time() + seconds
 
@@ -67,27 +59,7 @@ def step(api_for, ids: dict, data: Path, load: float, clients: int, seconds: flo
             due += interval
             kind = READS[i % 5] if (i + index) % 25 else ("upload" if index % 2 else "create")
             i += 1
-            start = time.perf_counter()
-            try:
-                if kind == "list":
-                    api.fine_tuning.jobs.list(limit=20)
-                elif kind == "retrieve":
-                    api.fine_tuning.jobs.retrieve(ids["job"])
-                elif kind == "events":
-                    api.fine_tuning.jobs.list_events(ids["job"], limit=20)
-                elif kind == "upload":
-                    with open(data, "rb") as f:
-                        api.files.create(file=f, purpose="fine-tune")
-                else:
-                    job = api.fine_tuning.jobs.create(model="tiny-random", training_file=ids["file"])
-                    api.fine_tuning.jobs.cancel(job.id)
-                    with lock:
-                        created.append(job.id)
-            except Exception as err:  # counted, the run goes on
-                with lock:
-                    errors.append(f"{kind}: {type(err).__name__}: {err}"[:200])
-            with lock:
-                latencies[kind].append(1000 * (time.perf_counter() - start))
+            tally.send(api, kind, ids["job"], ids["file"], data)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     began = time.perf_counter()
@@ -167,20 +139,8 @@ def main() -> None:
         data, long = root / "train.jsonl", root / "long.jsonl"
         write_chat_jsonl(data, build_dataset("sst2", "benign", n=200, seed=0))
         write_chat_jsonl(long, build_dataset("sst2", "benign", n=2000, seed=0))  # a job that trains through the run
-        port = _port()
-        server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port), "--state-dir",
-                                   str(root / "state"), "--policy", str(root / "policy.yaml"),
-                                   "--api-workers", str(args.api_workers)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        server, base = start_server(root, args.api_workers, env)
         try:
-            for _ in range(300):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.2)
-            base = f"http://127.0.0.1:{port}/v1"
-
             def api_for():
                 return openai.OpenAI(api_key=key, base_url=base, max_retries=0, timeout=30)
 
@@ -209,14 +169,15 @@ def main() -> None:
             server.wait(timeout=30)
     knee = next((s["offered_rps"] for s in steps if s["read_p99_ms"] > 100), None)
     saturation = max(s["completed_rps"] for s in steps)
+    saturated = any(s["completed_rps"] < 0.8 * s["offered_rps"] for s in steps)  # the offered load no longer served
     for c in chat:
         print(f"chat, {c['concurrent']} at once: p50 {c['p50_s']} s, max {c['max_s']} s, errors {c['errors']}")
     print(f"knee (list/retrieve p99 over 100 ms): {'not reached' if knee is None else f'{knee:g} requests/s offered'}; "
-          f"throughput at saturation {saturation:g} requests/s; errors {sum(s['errors'] for s in steps)}; "
-          f"jobs lost {len(lost)}; training job {status}")
+          f"highest throughput {saturation:g} requests/s ({'' if saturated else 'not '}saturated); "
+          f"errors {sum(s['errors'] for s in steps)}; jobs lost {len(lost)}; training job {status}")
     print(json.dumps({"benchmark": "gateway_curve", "src": args.src or "this checkout", "clients": args.clients,
                       "seconds_per_step": args.seconds, "steps": steps, "chat": chat, "knee_rps": knee,
-                      "saturation_rps": saturation, "lost_jobs": len(lost), "training_status": status}))
+                      "highest_rps": saturation, "saturated": saturated, "lost_jobs": len(lost), "training_status": status}))
 
 
 if __name__ == "__main__":

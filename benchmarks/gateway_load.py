@@ -40,6 +40,65 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+def send(api, kind: str, job_id: str, file_id: str, data: Path) -> str | None:
+    """One request of `kind` (list, retrieve, events, upload, create); a created job's id (it is
+    cancelled at once), else None."""
+    if kind == "list":
+        api.fine_tuning.jobs.list(limit=20)
+    elif kind == "retrieve":
+        api.fine_tuning.jobs.retrieve(job_id)
+    elif kind == "events":
+        api.fine_tuning.jobs.list_events(job_id, limit=20)
+    elif kind == "upload":
+        with open(data, "rb") as f:
+            api.files.create(file=f, purpose="fine-tune")
+    else:
+        job = api.fine_tuning.jobs.create(model="tiny-random", training_file=file_id)
+        api.fine_tuning.jobs.cancel(job.id)
+        return job.id
+    return None
+
+
+def start_server(root: Path, api_workers: int = 1, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`tasksafe serve` on a free loopback port over the state and policy under `root`, once it
+    accepts connections; the process and the API's base URL."""
+    port = _port()
+    server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port), "--state-dir",
+                               str(root / "state"), "--policy", str(root / "policy.yaml"),
+                               "--api-workers", str(api_workers)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    return server, f"http://127.0.0.1:{port}/v1"
+
+
+class Tally:
+    """Requests sent from many client threads, timed: latencies per kind, errors, created jobs."""
+
+    def __init__(self, created: list[str] | None = None):
+        self.latencies: dict[str, list[float]] = {k: [] for k in ("list", "retrieve", "events", "upload", "create")}
+        self.errors: list[str] = []
+        self.created: list[str] = created if created is not None else []
+        self.lock = threading.Lock()
+
+    def send(self, api, kind: str, job_id: str, file_id: str, data: Path) -> None:
+        start = time.perf_counter()
+        try:
+            made = send(api, kind, job_id, file_id, data)
+            if made:
+                with self.lock:
+                    self.created.append(made)
+        except Exception as err:  # counted, the run goes on
+            with self.lock:
+                self.errors.append(f"{kind}: {type(err).__name__}: {err}"[:200])
+        with self.lock:
+            self.latencies[kind].append(1000 * (time.perf_counter() - start))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=50)
@@ -56,28 +115,15 @@ def main() -> None:
                                           "gate: {n: 4, overrefusal_n: 4, max_plain: 1.0, max_in_format: 1.0}\n")
         data = root / "train.jsonl"
         write_chat_jsonl(data, build_dataset("sst2", "benign", n=200, seed=0))
-        port = _port()
-        server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port), "--state-dir",
-                                   str(root / "state"), "--policy", str(root / "policy.yaml"),
-                                   "--api-workers", str(args.api_workers)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server, base = start_server(root, args.api_workers)
         try:
-            for _ in range(300):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.2)
-            base = f"http://127.0.0.1:{port}/v1"
             setup = openai.OpenAI(api_key=key, base_url=base, max_retries=0)
             with open(data, "rb") as f:
                 uploaded = setup.files.create(file=f, purpose="fine-tune")
             training = setup.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id,
                                                      hyperparameters={"n_epochs": 20})  # outlasts the run
-            latencies: dict[str, list[float]] = {"list": [], "retrieve": [], "events": [], "upload": [], "create": []}
-            errors: list[str] = []
-            created: list[str] = [training.id]
-            lock = threading.Lock()
+            tally = Tally([training.id])
+            latencies, errors, created = tally.latencies, tally.errors, tally.created
             stop = time.time() + args.seconds
 
             def client(index: int) -> None:
@@ -90,27 +136,7 @@ def main() -> None:
                         due += args.interval
                     kind = ("list", "retrieve", "events", "list", "retrieve")[i % 5] if i % 25 else \
                         ("upload" if index % 2 else "create")
-                    start = time.perf_counter()
-                    try:
-                        if kind == "list":
-                            api.fine_tuning.jobs.list(limit=20)
-                        elif kind == "retrieve":
-                            api.fine_tuning.jobs.retrieve(training.id)
-                        elif kind == "events":
-                            api.fine_tuning.jobs.list_events(training.id, limit=20)
-                        elif kind == "upload":
-                            with open(data, "rb") as f:
-                                api.files.create(file=f, purpose="fine-tune")
-                        else:
-                            job = api.fine_tuning.jobs.create(model="tiny-random", training_file=uploaded.id)
-                            api.fine_tuning.jobs.cancel(job.id)
-                            with lock:
-                                created.append(job.id)
-                    except Exception as err:  # counted, the run goes on
-                        with lock:
-                            errors.append(f"{kind}: {type(err).__name__}: {err}"[:200])
-                    with lock:
-                        latencies[kind].append(1000 * (time.perf_counter() - start))
+                    tally.send(api, kind, training.id, uploaded.id, data)
                     i += 1
 
             threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
