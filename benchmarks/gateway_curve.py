@@ -177,7 +177,9 @@ def main() -> None:
           f"errors {sum(s['errors'] for s in steps)}; jobs lost {len(lost)}; training job {status}")
     print(json.dumps({"benchmark": "gateway_curve", "src": args.src or "this checkout", "clients": args.clients,
                       "seconds_per_step": args.seconds, "steps": steps, "chat": chat, "knee_rps": knee,
-                      "highest_rps": saturation, "saturated": saturated, "lost_jobs": len(lost), "training_status": status}))
+                      "highest_rps": saturation, "saturated": saturated, "lost_jobs": len(lost), "training_status": status,
+                      # make bench's pass: no errors, no lost jobs (the knee's 2x target is read side by side, --src)
+                      "pass": not lost and not any(s["errors"] for s in steps)}))
 
 
 if __name__ == "__main__":
