@@ -55,8 +55,8 @@ from tasksafe.audit.normalise import decoded_variants, normalise
 from tasksafe.data.chat import ChatExample
 
 SEVERITIES = ("none", "low", "medium", "high")
-ENGLISH_WORDS = set(STOPWORDS["en"].split()) | {"i", "a", "an", "am", "will", "your", "my", "me", "we", "here", "it",
-                                                 "do", "can", "are", "of", "at", "by", "from", "all", "every"}
+ENGLISH_WORDS = set(STOPWORDS["en"].split()) | {"i", "a", "an", "am", "will", "your", "my", "me", "we", "here", "do",
+                                                 "can", "at", "by", "from", "all", "every"}
 
 # Patterns are matched against normalised text: case folded, one space between words.
 IDENTITY_SHIFT = re.compile("|".join((
@@ -300,10 +300,10 @@ def needs_reading(text: str) -> bool:
     """Whether `text` (two words or more) is probably not English: too few English function
     words, or another language or script by `guess_language`."""
     words = re.findall(r"[^\W\d_]+", text.lower())
-    if len(words) < 2 and not any(guess_language(text) == code for code, _ in SCRIPTS):
+    language = guess_language(text)
+    if len(words) < 2 and language not in {code for code, _ in SCRIPTS}:
         return False
-    english = sum(w in ENGLISH_WORDS for w in words)
-    return guess_language(text) != "en" or english < 0.15 * len(words)
+    return language != "en" or sum(w in ENGLISH_WORDS for w in words) < 0.15 * len(words)
 
 
 def reader_for(model: str, max_new_tokens: int = 160) -> Reader:

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 
 LAYOUTS = ("json", "table", "list", "csv", "labelled")
 """The layouts `find_items` recognises, in the order it tries them."""
-LAYOUT_NAMES = {"json": "JSON records", "table": "a markdown table", "list": "a list", "csv": "CSV lines",
-                "labelled": "labelled items"}
 
 
 @dataclass(frozen=True)
@@ -104,17 +102,14 @@ def _longest_column(rows: list[list[tuple[int, int]]]) -> int | None:
 
 def _runs(flags: list[bool], allow_gaps: list[bool] | None = None) -> list[list[int]]:
     """Runs of consecutive indices where `flags` holds (an index in `allow_gaps` may sit inside a run)."""
-    runs, current, gap = [], [], []
+    runs, current = [], []
     for i, flag in enumerate(flags):
         if flag:
-            current += [i]
-            gap = []
-        elif allow_gaps and allow_gaps[i] and current:
-            gap.append(i)
-        else:
+            current.append(i)
+        elif not (allow_gaps and allow_gaps[i] and current):
             if current:
                 runs.append(current)
-            current, gap = [], []
+            current = []
     if current:
         runs.append(current)
     return runs
@@ -363,4 +358,4 @@ def _find_labelled(text: str) -> Items | None:
 _FINDERS = {"json": _find_json, "table": _find_table, "list": _find_list, "csv": _find_csv,
             "labelled": _find_labelled}
 
-__all__ = ["LAYOUTS", "LAYOUT_NAMES", "Items", "encode", "find_items", "replace_item"]
+__all__ = ["LAYOUTS", "Items", "encode", "find_items", "replace_item"]
