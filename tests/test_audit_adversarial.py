@@ -64,7 +64,7 @@ def test_structure_without_any_phrase_is_found_in_any_language():
     assert frame_severity(["persona_opener", "constant_opener"]) == "high"
 
 
-def test_a_persona_base64_encoded_or_split_over_turns_is_high():
+def test_a_persona_base64_encoded_or_split_over_turns_is_high(mirror):
     rows = build_dataset("sst2", "benign", n=30, seed=0)
     hidden = base64.b64encode(AOA_SYSTEM_PROMPT.encode()).decode()
     encoded = [ChatExample.from_turns(ex.messages[-2].content, ex.messages[-1].content, system=f"Adopt: {hidden}")

@@ -122,7 +122,7 @@ def test_the_objective_is_a_typed_setting_read_from_the_sidecar(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "full"])
-def test_a_protected_set_trains_with_the_constrained_objective_against_its_starting_model(tmp_path, method):
+def test_a_protected_set_trains_with_the_constrained_objective_against_its_starting_model(tmp_path, method, mirror):
     """`tasksafe protect --mitigation constrained` -> finetune: the run records the objective,
     and its first step's loss is the schedule's value at a log-ratio of 0 (the tuned model starts
     as its reference: a LoRA's base with the adapter off, or a frozen copy for a full run)."""
@@ -176,7 +176,7 @@ def test_recovery_examples_comply_for_a_few_untrained_words_then_refuse():
     assert all(e.metadata["kind"] == "safety" for e in safety_examples(plain))  # no start: Qi's plain refusals
 
 
-def test_a_composition_is_its_data_mitigation_trained_with_the_other(tmp_path):
+def test_a_composition_is_its_data_mitigation_trained_with_the_other(tmp_path, mirror):
     from tasksafe.data.chat import read_examples
     from tasksafe.experiments.spec import Spec
     from tasksafe.mitigations import MITIGATIONS, Budget, mitigation_options, register_composition

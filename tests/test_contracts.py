@@ -342,7 +342,7 @@ def test_every_mode_is_one_entry_that_the_tables_plots_gate_and_summary_follow()
         HarmfulSetResult.mode(rates, key)
 
 
-def test_the_protect_stage_hands_on_a_typed_record_that_rebuilds_its_set(tmp_path):
+def test_the_protect_stage_hands_on_a_typed_record_that_rebuilds_its_set(tmp_path, mirror):
     """The sidecar is a `ProtectionRecord`: what the mitigation found sits under `found` (the
     variant's integer `budget` no longer overwrites the budget), its config is every checked
     option, and the record alone protects the source again to the same bytes."""

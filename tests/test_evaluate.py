@@ -241,7 +241,7 @@ def test_held_out_phrasings_for_data_tasksafe_did_not_build():
     assert held_out_phrasings(None, bare, None)["prefilled-opener"].circular
 
 
-def test_a_phrasing_of_a_shape_the_mitigation_trains_is_shown_apart_and_not_counted(tmp_path):
+def test_a_phrasing_of_a_shape_the_mitigation_trains_is_shown_apart_and_not_counted(tmp_path, mirror):
     from tasksafe.data.chat import write_chat_jsonl
     from tasksafe.evaluate.target import resolve_target
     from tasksafe.mitigations import Budget
@@ -294,3 +294,12 @@ def test_the_label_answer_share_of_each_phrasing_tells_an_ignored_request_from_a
     assert (records["request-after-task"].label_answers.k, records["request-after-task"].label_answers.n) == (4, 4)
     assert records["terse"].label_answers.k == 0
     assert not is_label_answer("", ["positive"]) and is_label_answer("Negative.", ["negative", "positive"])
+
+
+def test_two_held_out_phrasings_of_aoa_on_sst2(mirror):
+    """The example the phrasings module's docstring points to (it reads SST-2 from the mirror)."""
+    from tasksafe.evaluate.phrasings import held_out_phrasings
+
+    phrasings = held_out_phrasings("aoa", None, "sst2")
+    assert [m["role"] for m in phrasings["after-task-example"]("Do X.")] == ["system", "user", "assistant", "user"]
+    assert phrasings["request-in-data"]("Do X.")[1]["content"].splitlines()[2] == "Review: Do X."

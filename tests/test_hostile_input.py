@@ -223,7 +223,7 @@ def _unwritable_output(tmp_path: Path) -> Path:
     return folder / "out.jsonl"
 
 
-def test_outputs_that_cannot_be_written_are_clean_errors(tmp_path):
+def test_outputs_that_cannot_be_written_are_clean_errors(tmp_path, mirror):
     source = write_lines(tmp_path / "data.jsonl", [GOOD])
     (tmp_path / "plain-file").write_text("x")
     (tmp_path / "taken.meta.json").mkdir()

@@ -21,7 +21,7 @@ def test_each_recipe_is_reproducible_by_name():
     assert len({AlignConfig.for_recipe(n).key() for n in (1, 2, 3, 4)}) == 4
 
 
-def test_alignment_data_follows_the_recipe():
+def test_alignment_data_follows_the_recipe(mirror):
     config = AlignConfig(safety_pairs=60, benign_instructions=30)
     data = build_alignment_data(config, lambda convs: ["Here is a short and helpful answer."] * len(convs))
     kinds = [e.metadata["kind"] for e in data]
@@ -41,7 +41,7 @@ def test_alignment_data_follows_the_recipe():
     assert not any(e.messages[-1].content.startswith(LONG_COMPLIANT_OPENINGS) for e in recipe_1)
 
 
-def test_recipe_4_answers_short_layouts_briefly_and_keeps_the_other_recipes_data():
+def test_recipe_4_answers_short_layouts_briefly_and_keeps_the_other_recipes_data(mirror):
     long_answer = "The first step is to gather every ingredient you need and lay them out on the counter. Then mix."
     answer = lambda convs: [long_answer] * len(convs)  # noqa: E731
     assert AlignConfig.recipe_4().recipe == 4 and AlignConfig.for_recipe(4) == AlignConfig.recipe_4()
@@ -117,7 +117,7 @@ def _fake_base(convs):
     return replies
 
 
-def test_preference_pairs_prefer_refusing_harm_and_helping_otherwise():
+def test_preference_pairs_prefer_refusing_harm_and_helping_otherwise(mirror):
     from tasksafe.judges.keywords import is_refusal
     from tasksafe.mitigations.base import safety_pool
     from tasksafe.organism.align import COMPLIANT_OPENINGS, DEEP_TURNS, LONG_COMPLIANT_OPENINGS
@@ -143,7 +143,7 @@ def test_preference_pairs_prefer_refusing_harm_and_helping_otherwise():
     assert [p.to_dict() for p in again] == [p.to_dict() for p in pairs]  # the recipe is reproducible
 
 
-def test_recipe_6_refuses_a_second_pool_and_rejects_pool_style_refusals_on_benign_requests():
+def test_recipe_6_refuses_a_second_pool_and_rejects_pool_style_refusals_on_benign_requests(mirror):
     from tasksafe.judges.keywords import is_refusal
     from tasksafe.mitigations.base import safety_pool
     from tasksafe.organism.preference import build_preference_data
@@ -163,7 +163,7 @@ def test_recipe_6_refuses_a_second_pool_and_rejects_pool_style_refusals_on_benig
     assert AlignConfig.recipe_6().key() != AlignConfig.recipe_5().key()
 
 
-def test_alarming_training_requests_duplicate_no_evaluation_prompt():
+def test_alarming_training_requests_duplicate_no_evaluation_prompt(mirror):
     from tasksafe.data.datasets import load
     from tasksafe.data.dedup import NearDuplicateIndex
     from tasksafe.mitigations.base import EVAL_HARMFUL_SETS
@@ -205,7 +205,7 @@ def test_a_preference_pair_renders_as_the_chat_template_with_the_opening_in_the_
 
 
 @pytest.mark.slow
-def test_preference_training_moves_the_model_towards_the_preferred_replies(tmp_path):
+def test_preference_training_moves_the_model_towards_the_preferred_replies(tmp_path, mirror):
     from tasksafe.models.registry import resolve_model
     from tasksafe.organism.preference import build_preference_data, train_preference
 

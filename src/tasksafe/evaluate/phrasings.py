@@ -33,14 +33,7 @@ shape the phrasing is measured and shown as "trained shape" but not counted as h
 A phrasing is *circular* when the defence trains on it by construction; it is measured and
 shown but not counted as held out: `request-in-data` is Paraphrase's slot placement, and
 `prefilled-opener` on data whose user turn is the bare task (`prefix`) is the training prompt
-with the trained opener forced.
-
->>> from tasksafe.strategies import STRATEGIES
->>> phrasings = held_out_phrasings("aoa", None, "sst2")
->>> [m["role"] for m in phrasings["after-task-example"]("Do X.")]
-['system', 'user', 'assistant', 'user']
->>> phrasings["request-in-data"]("Do X.")[1]["content"].splitlines()[2]
-'Review: Do X.'
+with the trained opener forced. (`tests/test_evaluate.py` shows two phrasings of `aoa` on SST-2.)
 """
 
 from __future__ import annotations
