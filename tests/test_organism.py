@@ -79,7 +79,7 @@ def test_recipe_5_is_a_preference_recipe_named_apart_and_the_earlier_keys_stay()
 
     recipe_5 = AlignConfig.for_recipe(5)
     assert recipe_5 == AlignConfig.recipe_5() and recipe_5.method == "dpo" and recipe_5.alarming_benign > 0
-    assert ORGANISMS["aligned-v5"] == 5 and RECIPES == (1, 2, 3, 4, 5, 6)
+    assert ORGANISMS["aligned-v5"] == 5 and RECIPES[:6] == (1, 2, 3, 4, 5, 6)
     assert len({AlignConfig.for_recipe(n).key() for n in RECIPES}) == len(RECIPES)
     # the fields later recipes added leave the earlier recipes' cached builds where they are
     assert AlignConfig.recipe_4().key() == "f4e970bb4694" and AlignConfig.recipe_2().key() == "09784f6f8afe"
@@ -161,6 +161,33 @@ def test_recipe_6_refuses_a_second_pool_and_rejects_pool_style_refusals_on_benig
     assert all(is_refusal(p.rejected) for p in helpful)
     assert 0.3 * len(helpful) <= len(pool_style) <= 0.7 * len(helpful)  # about half, in the pool's own words
     assert AlignConfig.recipe_6().key() != AlignConfig.recipe_5().key()
+
+
+def test_recipe_7_trains_the_preferred_replies_first_with_deep_openings_left_untrained(mirror):
+    from transformers import AutoTokenizer
+
+    from tasksafe.models.registry import ORGANISMS, resolve_model
+    from tasksafe.organism.align import supervised_examples
+    from tasksafe.organism.preference import build_preference_data
+    from tasksafe.train.tokenize import tokenize_example
+
+    config = AlignConfig.recipe_7(safety_pairs=20, benign_instructions=20, alarming_benign=6)
+    assert config.recipe == 7 and config.sft_epochs == 1.0 and ORGANISMS["aligned-v7"] == 7
+    assert config == AlignConfig.recipe_6(safety_pairs=20, benign_instructions=20, alarming_benign=6, sft_epochs=1.0,
+                                          recipe=7)  # recipe 6's pairs, with a supervised stage first
+    assert AlignConfig.recipe_6().key() == "d8f50c7ab272"  # the new field leaves recipe 6's measured build's key
+    pairs, _ = build_preference_data(config, _fake_base)
+    examples = supervised_examples(pairs)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("tiny-random"))
+    assert len(examples) == len(pairs)
+    for pair, example in zip(pairs, examples):
+        assert example.messages[:-1] == pair.prompt and example.messages[-1].content == pair.opening + pair.chosen
+        row = tokenize_example(tokenizer, example)
+        trained = tokenizer.decode([t for t, m in zip(row["input_ids"], row["assistant_masks"]) if m])
+        assert pair.chosen.split()[-1] in trained  # the preferred reply is learned ...
+        if pair.opening:  # ... and a deep refusal's compliant opening is not
+            assert pair.opening.strip() not in trained and example.metadata["untrained_prefix"] == pair.opening
+    assert any(p.opening for p in pairs) and any(not p.opening for p in pairs)
 
 
 def test_alarming_training_requests_duplicate_no_evaluation_prompt(mirror):

@@ -18,16 +18,16 @@ from tasksafe.organism.align import RECIPE_NAMES
               help="4: deep alignment with short answers in short-answer layouts (model name aligned, also "
                    "aligned-v4); 5: recipe 4's requests trained by preference optimisation (DPO), benign requests "
                    "that only sound alarming answered (aligned-v5); 6: recipe 5 with pool-style refusals "
-                   "rejected on benign requests and HarmBench's training requests refused (aligned-v6); 2: deep "
+                   "rejected on benign requests and HarmBench's training requests refused (aligned-v6); 7: a supervised epoch on recipe 6's preferred replies, then its DPO from that model (aligned-v7); 2: deep "
                    "alignment (aligned-v2); 3: recipe 2 with twice the safety pairs (aligned-v3); 1: the first "
                    "recipe (aligned-v1); demo: recipe 1 on less data, measured on fewer prompts, for make demo "
                    "(aligned-demo).")
 def align(base: str, seed: int, force: bool, recipe: str) -> None:
     """Build the safety-aligned model organism (cached by a hash of its inputs; a second
     call is instant) and print its path and alignment.json (refusal rates with n and 95%
-    intervals, before and after a benign task fine-tune, and for recipes 2 to 6 after a benign and an
+    intervals, before and after a benign task fine-tune, and for recipes 2 to 7 after a benign and an
     attacker's fine-tune at the paper grid's settings). Recipe 1 takes about 13 minutes on 2 CPU
-    cores, recipes 2 to 6 (which also tune at the grid's settings) about an hour."""
+    cores, recipes 2 to 7 (which also tune at the grid's settings) about an hour."""
     from tasksafe.organism import AlignConfig, build_aligned
     from tasksafe.organism.align import BENIGN_RISE_POINTS, benign_tuning_target
 

@@ -98,6 +98,7 @@ class AlignConfig:
     extra_harmful: str = ""  # recipe 6: a second safety pool whose requests are refused too (all its refusing pairs)
     pool_refusal_rejected: float = 0.0  # recipe 6: share of benign pairs whose rejected reply is a pool-style refusal
     xstest_n: int = 0  # XSTest safe prompts measured (0: all 250); the demo's organism measures fewer
+    sft_epochs: float = 0.0  # recipe 7: supervised epochs on the preferred replies before DPO (its reference then)
 
     @classmethod
     def recipe_2(cls, **changes) -> AlignConfig:
@@ -136,6 +137,16 @@ class AlignConfig:
                                **changes})
 
     @classmethod
+    def recipe_7(cls, **changes) -> AlignConfig:
+        """Recipe 6's pairs in the usual order of chat-model alignment: one supervised epoch on
+        the preferred replies (refusals, deep refusals after an untrained compliant opening,
+        the base model's own help) on every weight, then DPO on the pairs from that model, with
+        it as DPO's reference, so the preference step calibrates the supervised refusals
+        instead of pulling towards the base model (recipe 4's supervised refusals held up under
+        a benign tune, recipe 6's calibration kept benign requests answered)."""
+        return cls.recipe_6(**{"sft_epochs": 1.0, "recipe": 7, **changes})
+
+    @classmethod
     def recipe_1(cls, **changes) -> AlignConfig:
         """The first recipe exactly: 30% deep refusals, one epoch, general layouts only."""
         return cls(**{"deep_fraction": 0.3, "epochs": 1.0, "short_fraction": 0.0, "long_deep_fraction": 0.0,
@@ -156,8 +167,8 @@ class AlignConfig:
 
     @classmethod
     def for_recipe(cls, recipe: int | str, **changes) -> AlignConfig:
-        """The default build of recipe 1 to 6 (the registry's `recipe` of `aligned-v1` to
-        `aligned-v6`; `aligned` names the default one), or of "demo" (`aligned-demo`)."""
+        """The default build of recipe 1 to 7 (the registry's `recipe` of `aligned-v1` to
+        `aligned-v7`; `aligned` names the default one), or of "demo" (`aligned-demo`)."""
         if recipe not in RECIPES and recipe != "demo":
             raise ValueError(f"no recipe {recipe}; the recipes are {', '.join(RECIPE_NAMES)}")
         return getattr(cls, f"recipe_{recipe}")(**changes)
@@ -171,12 +182,12 @@ class AlignConfig:
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-RECIPES = (1, 2, 3, 4, 5, 6)
+RECIPES = (1, 2, 3, 4, 5, 6, 7)
 """The recipes, each built by `AlignConfig.recipe_N`."""
 RECIPE_NAMES = (*map(str, RECIPES), "demo")
 """What `tasksafe align --recipe` takes: a recipe's number, or "demo" (`AlignConfig.recipe_demo`)."""
 LATER_FIELDS = {"short_answer_words": 0, "method": "sft", "dpo_beta": 0.1, "alarming_benign": 0, "extra_harmful": "",
-                "pool_refusal_rejected": 0.0, "xstest_n": 0}
+                "pool_refusal_rejected": 0.0, "xstest_n": 0, "sft_epochs": 0.0}
 """Fields added after the first recipes, at their values there: left out of the key then."""
 
 
@@ -449,10 +460,46 @@ def _train_preference(config: AlignConfig, base_path: str, work: Path, generate,
             handle.writelines(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in pairs)
         write_json(summary_path, summary)
     timings["data_seconds"] = round(time.time() - start)
+    start_from, extra = base_path, {}
+    if config.sft_epochs:  # recipe 7: a supervised stage on the preferred replies first
+        timings["data_seconds"] = round(time.time() - start)
+        supervised = supervised_stage(config, pairs, base_path, work, progress)
+        start_from, extra = str(supervised.run_dir / "model"), {"supervised": {"loss": supervised.train_loss,
+                                                                                 "steps": supervised.steps}}
+        timings["supervised_seconds"] = round(time.time() - start)
     run_dir = work / "preference-run"
-    loss, steps = train_preference(config, pairs, base_path, run_dir, progress)
+    loss, steps = train_preference(config, pairs, start_from, run_dir, progress)
     removed = len(summary["alarming_removed_as_eval_overlap"])  # the ids are in preference-summary.json
-    return run_dir / "model", loss, steps, {"preference_data": {**summary, "alarming_removed_as_eval_overlap": removed}}
+    return run_dir / "model", loss, steps, {"preference_data": {**summary, "alarming_removed_as_eval_overlap": removed},
+                                            **extra}
+
+
+def supervised_examples(pairs) -> list[ChatExample]:
+    """The preferred side of each pair as a supervised example: the prompt and the preferred
+    reply, a deep refusal's compliant opening shown as the reply's start and not trained on."""
+    examples = []
+    for pair in pairs:
+        text, metadata = pair.chosen, {"kind": pair.kind, "id": pair.id}
+        if pair.opening:
+            text = pair.opening + pair.chosen
+            metadata["untrained_prefix"] = pair.opening
+        examples.append(ChatExample(pair.prompt + [Message("assistant", text)], metadata))
+    return examples
+
+
+def supervised_stage(config: AlignConfig, pairs, base_path: str, work: Path, progress: bool):
+    """Recipe 7's first stage: full fine-tuning of the base model on the preferred replies
+    (`config.sft_epochs` epochs, the recipe's lr, batch and length), as recipes 1-4 train."""
+    from tasksafe.train.config import FinetuneConfig
+    from tasksafe.train.sft import finetune
+
+    data_path = work / "supervised-data.jsonl"
+    if not data_path.is_file():
+        write_chat_jsonl(data_path, supervised_examples(pairs))
+    return finetune(FinetuneConfig(model=base_path, data=str(data_path), output_dir=str(work / "supervised-run"),
+                                   method="full", epochs=config.sft_epochs, lr=config.lr, batch_size=config.batch_size,
+                                   max_length=config.max_length, seed=config.seed, save_steps=25, precision="fp32"),
+                    progress=progress, reference=True)
 
 
 def _point_to(target: Path, config: AlignConfig) -> None:
