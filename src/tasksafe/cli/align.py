@@ -18,7 +18,9 @@ from tasksafe.organism.align import RECIPE_NAMES
               help="4: deep alignment with short answers in short-answer layouts (model name aligned, also "
                    "aligned-v4); 5: recipe 4's requests trained by preference optimisation (DPO), benign requests "
                    "that only sound alarming answered (aligned-v5); 6: recipe 5 with pool-style refusals "
-                   "rejected on benign requests and HarmBench's training requests refused (aligned-v6); 7: a supervised epoch on recipe 6's preferred replies, then its DPO from that model (aligned-v7); 2: deep "
+                   "rejected on benign requests and HarmBench's training requests refused (aligned-v6); 7: a "
+                   "supervised epoch on recipe 6's preferred replies, then its DPO from that model (aligned-v7); "
+                   "2: deep "
                    "alignment (aligned-v2); 3: recipe 2 with twice the safety pairs (aligned-v3); 1: the first "
                    "recipe (aligned-v1); demo: recipe 1 on less data, measured on fewer prompts, for make demo "
                    "(aligned-demo).")
