@@ -7,6 +7,7 @@ a short job: one client, then four at once.
 
     TASKSAFE_DATA_DIR=../shared/data python benchmarks/gateway_curve.py [--loads 10,20,40,80,160] [--seconds 15]
     ... --src OTHER/src   # the server runs another checkout's code (the old code, side by side)
+    ... --profile DIR     # py-spy samples the server and the clients during each step (needs py-spy)
 
 Each step runs `--clients` clients, each sending one request every clients/load seconds from a
 random offset; most requests list or retrieve jobs or read events, one in 25 uploads a file or
@@ -16,14 +17,17 @@ creates (and cancels) a job. Ends with one line of JSON holding the figures.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import random
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import openai
 from gateway_load import Tally, start_server  # the same server and requests in both benchmarks
@@ -41,15 +45,47 @@ def _p99(values: list[float]) -> float:
     return values[min(len(values) - 1, int(0.99 * len(values)))] if values else float("nan")
 
 
-def step(api_for, ids: dict, data: Path, load: float, clients: int, seconds: float, created: list) -> dict:
-    """One offered load: per-kind latencies, completed requests per second, errors."""
-    tally = Tally(created)
-    latencies, errors = tally.latencies, tally.errors
+class RawReads:
+    """Reads over one kept-alive `http.client` connection: a client that costs far less CPU
+    per request than the `openai` package, so that on a shared machine the load generator does
+    not take the CPU the server needs. Returns the server's own time (its Server-Timing
+    header, None from code that does not send it)."""
+
+    PATHS = {"list": "/fine_tuning/jobs?limit=20", "retrieve": "/fine_tuning/jobs/{job}",
+             "events": "/fine_tuning/jobs/{job}/events?limit=20"}
+
+    def __init__(self, base: str, key: str):
+        parsed = urlsplit(base)
+        self.host, self.port, self.prefix = parsed.hostname, parsed.port, parsed.path
+        self.headers = {"Authorization": f"Bearer {key}"}
+        self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+
+    def get(self, kind: str, job_id: str) -> float | None:
+        try:
+            self.connection.request("GET", self.prefix + self.PATHS[kind].format(job=job_id), headers=self.headers)
+            response = self.connection.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException):
+            self.connection.close()  # a fresh connection next time
+            self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+            raise
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {body[:120]!r}")
+        timing = response.getheader("server-timing") or ""
+        return float(timing.partition(";dur=")[2]) if ";dur=" in timing else None
+
+
+def clients_process(base: str, key: str, ids: dict, data: str, indices: list[int], load: float, clients: int,
+                    stop: float, raw: bool) -> dict:
+    """One process's share of the clients (threads `indices` of `clients`), until `stop`:
+    its latencies per kind, the server's own times for reads, errors and created jobs."""
+    tally = Tally([])
+    server_ms: list[float] = []
     interval = clients / load
-    stop = time.time() + seconds
 
     def client(index: int) -> None:
-        api = api_for()
+        api = openai.OpenAI(api_key=key, base_url=base, max_retries=0, timeout=30)
+        reads = RawReads(base, key) if raw else None
         due = time.time() + random.Random(index).uniform(0, interval)
         i = 0
         while True:
@@ -59,24 +95,113 @@ def step(api_for, ids: dict, data: Path, load: float, clients: int, seconds: flo
             due += interval
             kind = READS[i % 5] if (i + index) % 25 else ("upload" if index % 2 else "create")
             i += 1
-            tally.send(api, kind, ids["job"], ids["file"], data)
+            if reads is None or kind not in RawReads.PATHS:
+                tally.send(api, kind, ids["job"], ids["file"], Path(data))
+                continue
+            began = time.perf_counter()
+            try:
+                took = reads.get(kind, ids["job"])
+                if took is not None:
+                    with tally.lock:
+                        server_ms.append(took)
+            except Exception as err:  # counted, the run goes on
+                with tally.lock:
+                    tally.errors.append(f"{kind}: {type(err).__name__}: {err}"[:200])
+            with tally.lock:
+                tally.latencies[kind].append(1000 * (time.perf_counter() - began))
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    began = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in indices]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - began
+    return {"latencies": tally.latencies, "errors": tally.errors, "created": tally.created, "server_ms": server_ms}
+
+
+def step(base: str, key: str, ids: dict, data: Path, load: float, clients: int, seconds: float, created: list,
+         processes: int = 1, raw: bool = False, profile: tuple[dict, Path] | None = None) -> dict:
+    """One offered load from `clients` paced clients spread over `processes` processes (each
+    with its own interpreter lock): per-kind latencies, the server's own read times, completed
+    requests per second, errors; with `profile` (process names to pids, a folder), py-spy
+    samples each process meanwhile."""
+    import concurrent.futures
+    import multiprocessing
+
+    stop = time.time() + 1.0 + seconds  # the processes start within the second
+    shares = [list(range(clients))[p::processes] for p in range(processes)]
+    spies = []
+    with concurrent.futures.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [pool.submit(clients_process, base, key, ids, str(data), share, load, clients, stop, raw)
+                   for share in shares]
+        time.sleep(max(0.0, stop - seconds - time.time()))
+        if profile:
+            pids = {**profile[0], **{f"clients-{n}": pid for n, pid in enumerate(pool._processes)}}
+            spies = profile_step(pids, seconds, profile[1])
+        parts = [f.result() for f in futures]
+    for spy in spies:
+        spy.wait(timeout=60)
+    latencies = {k: [v for part in parts for v in part["latencies"][k]] for k in KINDS}
+    errors = [e for part in parts for e in part["errors"]]
+    created.extend(c for part in parts for c in part["created"])
+    server_ms = [v for part in parts for v in part["server_ms"]]
     done = sum(len(v) for v in latencies.values())
-    out = {"offered_rps": load, "completed_rps": round(done / elapsed, 1), "errors": len(errors),
+    out = {"offered_rps": load, "completed_rps": round(done / seconds, 1), "errors": len(errors),
            "first_error": errors[0] if errors else None}
     for kind, values in latencies.items():
         if values:
             out[kind] = {"n": len(values), "p50_ms": round(statistics.median(values), 1), "p99_ms": round(_p99(values), 1)}
     reads = latencies["list"] + latencies["retrieve"]
     out["read_p99_ms"] = round(_p99(reads), 1)
+    if server_ms:
+        out["server_read_p99_ms"] = round(_p99(server_ms), 2)
+    if profile:
+        out["profile"] = {name.split("-")[0]: summarise_profile(profile[1] / f"{name}.txt") for name in pids
+                          if (profile[1] / f"{name}.txt").is_file() and name in ("server", "clients-0")}
     return out
+
+
+CATEGORIES = (  # where a sampled stack spends its time: the first category any of its frames matches, leaf first
+    ("sqlite", ("sqlite3", "gateway/state.py")),
+    ("logging", ("logging/",)),
+    ("json", ("json/",)),
+    ("pydantic / validation", ("pydantic",)),
+    ("http parsing (h11, httptools)", ("h11", "httptools")),
+    ("asyncio event loop", ("asyncio/", "uvloop")),
+    ("fastapi / starlette", ("fastapi/", "starlette/")),
+    ("uvicorn", ("uvicorn/",)),
+    ("openai / httpx client", ("openai/", "httpx/", "httpcore/")),
+    ("threads, sleep", ("threading.py",)),
+)
+
+
+def profile_step(pids: dict[str, int], seconds: float, out: Path) -> list[subprocess.Popen]:
+    """Start py-spy on each named process for `seconds` (100 samples/s, native frames off,
+    idle threads left out), writing collapsed stacks to OUT/NAME.txt."""
+    out.mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100", "-f", "raw",
+                              "-o", str(out / f"{name}.txt"), "--nonblocking"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name, pid in pids.items()]
+
+
+def summarise_profile(path: Path) -> dict:
+    """Samples per category (CATEGORIES, leaf frame first; "other" when none matches) from
+    py-spy's collapsed stacks, as shares of all samples, and the busiest leaf functions."""
+    counts: dict[str, int] = {}
+    leaves: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        frames, n = stack.split(";"), int(n)
+        total += n
+        leaves[frames[-1]] = leaves.get(frames[-1], 0) + n
+        category = next((name for frame in reversed(frames) for name, marks in CATEGORIES
+                         if any(mark in frame for mark in marks)), "other")
+        counts[category] = counts.get(category, 0) + n
+    shares = {k: round(v / total, 3) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])} if total else {}
+    top = sorted(leaves.items(), key=lambda kv: -kv[1])[:8]
+    return {"samples": total, "shares": shares, "top_leaves": [(k[:120], round(v / total, 3)) for k, v in top]}
 
 
 def chat_latency(api, model: str, concurrent: int) -> dict:
@@ -126,6 +251,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds per load step")
     parser.add_argument("--src", help="run the server from this src folder (another checkout's code)")
     parser.add_argument("--api-workers", type=int, default=1, help="tasksafe serve --api-workers")
+    parser.add_argument("--profile", type=Path, help="py-spy samples of the server and the clients per step, here")
+    parser.add_argument("--processes", type=int, default=1, help="client processes (the clients are spread over them)")
+    parser.add_argument("--client", choices=("openai", "raw"), default="openai",
+                        help="reads through the openai package, or raw http.client (far less client CPU)")
     args = parser.parse_args()
     loads = [float(x) for x in args.loads.split(",")]
     env = dict(os.environ)
@@ -155,11 +284,17 @@ def main() -> None:
             time.sleep(5)  # the worker picks the job up and starts training
             steps = []
             for load in loads:
-                steps.append(step(api_for, ids, data, load, args.clients, args.seconds, created))
+                profile = ({"server": server.pid}, args.profile / f"load-{load:g}") if args.profile else None
+                steps.append(step(base, key, ids, data, load, args.clients, args.seconds, created, args.processes,
+                                  args.client == "raw", profile))
                 s = steps[-1]
                 print(f"offered {load:>6.0f}/s  completed {s['completed_rps']:>6.1f}/s  read p99 {s['read_p99_ms']:>7.1f} ms  "
+                      + (f"(server {s['server_read_p99_ms']:.1f})  " if "server_read_p99_ms" in s else "")
                       + "  ".join(f"{k} {s[k]['p99_ms']:.0f}" for k in KINDS if k in s) + f"  errors {s['errors']}",
                       flush=True)
+                for name, summary in s.get("profile", {}).items():
+                    print(f"  {name}: {summary['samples']} samples; "
+                          + ", ".join(f"{k} {v:.0%}" for k, v in summary["shares"].items()), flush=True)
             listed = {j.id for j in setup.fine_tuning.jobs.list(limit=1000)}
             lost = sorted(set(created) - listed)
             status = setup.fine_tuning.jobs.retrieve(training.id).status
@@ -176,6 +311,7 @@ def main() -> None:
           f"highest throughput {saturation:g} requests/s ({'' if saturated else 'not '}saturated); "
           f"errors {sum(s['errors'] for s in steps)}; jobs lost {len(lost)}; training job {status}")
     print(json.dumps({"benchmark": "gateway_curve", "src": args.src or "this checkout", "clients": args.clients,
+                      "processes": args.processes, "client": args.client,
                       "seconds_per_step": args.seconds, "steps": steps, "chat": chat, "knee_rps": knee,
                       "highest_rps": saturation, "saturated": saturated, "lost_jobs": len(lost), "training_status": status,
                       # make bench's pass: no errors, no lost jobs (the knee's 2x target is read side by side, --src)

@@ -112,6 +112,9 @@ def test_bad_uploads_and_keys_are_refused_with_openai_errors(gateway, tmp_path):
     with pytest.raises(openai.APIStatusError) as err:
         clients["acme"].files.create(file=("big.jsonl", b"x" * (2 * 2**20)), purpose="fine-tune")
     assert err.value.status_code == 413
+    listed = clients["acme"].fine_tuning.jobs.with_raw_response.list()  # the server's own share of the latency
+    name, _, took = listed.headers["server-timing"].partition(";dur=")
+    assert name == "app" and 0 < float(took) < 10_000
     stranger = openai.OpenAI(api_key="sk-ts-nope", base_url=str(clients["acme"].base_url), max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         stranger.files.list()
@@ -688,3 +691,20 @@ def test_a_streamed_reply_arrives_as_it_is_generated_and_joins_to_the_whole_repl
     texts = [json.loads(e.removeprefix("data: ")) for _, e in cut_short if e.startswith("data: {")]
     assert "".join(t["choices"][0]["delta"].get("content") or "" for t in texts) == "Yes and no"
     assert texts[-1]["choices"][0]["finish_reason"] == "length"  # ran into max_tokens
+
+
+def test_a_job_and_its_first_event_are_committed_together_or_not_at_all(tmp_path, monkeypatch):
+    state = State(tmp_path / "state")
+    job = state.add_job("acme", {"model": "tiny-random", "training_file": "file-1"})
+    assert [e["message"] for e in state.events(job["id"])] == ["job created; validating files"]
+    assert state.cancel(job["id"]) and not state.cancel(job["id"])  # a cancelled job stays cancelled
+    assert state.get_job("acme", job["id"])["status"] == "cancelled"
+    assert [e["message"] for e in state.events(job["id"])][0] == "cancellation requested"
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(state, "event", broken)
+    with pytest.raises(OSError):
+        state.add_job("acme", {"model": "tiny-random", "training_file": "file-2"})
+    assert [j["id"] for j in State(tmp_path / "state").list_jobs("acme")] == [job["id"]]  # no job without its event

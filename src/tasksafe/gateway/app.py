@@ -6,17 +6,49 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 from functools import lru_cache
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from tasksafe.gateway.state import State
 from tasksafe.gateway.worker import hyperparameter_error, with_job_hook
 
 MAX_REQUEST_BYTES = 64 * 2**20
 """Requests larger than this are refused before they are read (413)."""
+
+
+class SizeLimitAndTiming:
+    """ASGI middleware: a request whose Content-Length is over `max_request_bytes` is answered
+    413 before its body is read, and every response carries `Server-Timing: app;dur=MS`, the
+    milliseconds from the request's arrival in the app to its response headers (the server's
+    own share of a client's latency). Plain ASGI rather than `@app.middleware("http")`, whose
+    per-request task group and streams cost more than most routes here."""
+
+    def __init__(self, app, max_request_bytes: int):
+        self.app, self.max_request_bytes = app, max_request_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        size = dict(scope["headers"]).get(b"content-length", b"")
+        if size.isdigit() and int(size) > self.max_request_bytes:
+            response = JSONResponse({"error": {"message": f"request larger than {self.max_request_bytes} bytes",
+                                               "type": "invalid_request_error", "param": None,
+                                               "code": "request_too_large"}}, status_code=413)
+            return await response(scope, receive, send)
+
+        async def timed(message):
+            if message["type"] == "http.response.start":
+                took = f"app;dur={1000 * (time.perf_counter() - start):.2f}".encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", took)]}
+            await send(message)
+
+        await self.app(scope, receive, timed)
 
 
 class APIError(HTTPException):
@@ -85,8 +117,9 @@ async def _json_object(request: Request) -> dict:
 
 def _tenant_dependency(state: State):
     """The dependency that turns the request's bearer key into its tenant (401 otherwise).
-    Routes that only read or write a row are `async`: SQLite answers them in well under a
-    millisecond, and a hop to the thread pool would cost more than the query."""
+    Routes that read are `async`: SQLite answers them in well under a millisecond, and a hop
+    to the thread pool would cost more than the query. A commit waits for the disk, so routes
+    that write hand the write to the thread pool and the event loop goes on serving reads."""
 
     async def tenant(authorization: str | None = Header(None)) -> str:
         key = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else ""
@@ -129,14 +162,7 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
                                                                  "param": None, "code": None}
         return JSONResponse({"error": detail}, status_code=exc.status_code)
 
-    @app.middleware("http")
-    async def _limit(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size and size.isdigit() and int(size) > max_request_bytes:
-            return JSONResponse({"error": {"message": f"request larger than {max_request_bytes} bytes",
-                                           "type": "invalid_request_error", "param": None, "code": "request_too_large"}},
-                                status_code=413)
-        return await call_next(request)
+    app.add_middleware(SizeLimitAndTiming, max_request_bytes=max_request_bytes)
 
     tenant = _tenant_dependency(state)
     _file_routes(app, state, pool, tenant)
@@ -182,7 +208,7 @@ def _file_routes(app: FastAPI, state: State, pool, tenant) -> None:
     @app.delete("/v1/files/{file_id}")
     async def delete_file(file_id: str, who: str = Depends(tenant)) -> dict:
         _own_file(file_id, who)
-        state.delete_file(who, file_id)
+        await run_in_threadpool(state.delete_file, who, file_id)
         return {"id": file_id, "object": "file", "deleted": True}
 
 
@@ -223,7 +249,8 @@ def _job_routes(app: FastAPI, state: State, policy, tenant) -> None:
     """/v1/fine_tuning/jobs: create, list, retrieve, cancel, events, checkpoints."""
     @app.post("/v1/fine_tuning/jobs")
     async def create_job(request: Request, who: str = Depends(tenant)) -> dict:
-        return state.add_job(who, _job_request(await _json_object(request), who, state, policy))
+        asked = _job_request(await _json_object(request), who, state, policy)
+        return await run_in_threadpool(state.add_job, who, asked)  # the commit's disk write off the event loop
 
     def _own_job(job_id: str, who: str) -> dict:
         found = state.get_job(who, job_id)
@@ -243,9 +270,7 @@ def _job_routes(app: FastAPI, state: State, policy, tenant) -> None:
     @app.post("/v1/fine_tuning/jobs/{job_id}/cancel")
     async def cancel_job(job_id: str, who: str = Depends(tenant)) -> dict:
         job = _own_job(job_id, who)
-        if state.set_status(job_id, "cancelled"):
-            state.event(job_id, "info", "message", "cancellation requested")
-        elif job["status"] != "cancelled":
+        if not await run_in_threadpool(state.cancel, job_id) and job["status"] != "cancelled":
             raise APIError(400, f"job is {job['status']}; only a job that has not finished can be cancelled",
                            "job_not_cancellable", "fine_tuning_job_id")
         return state.get_job(who, job_id)

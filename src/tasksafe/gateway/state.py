@@ -17,6 +17,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 SCHEMA = """
@@ -128,12 +129,35 @@ class State:
 
     # --- jobs ---------------------------------------------------------------------------------
 
+    @contextmanager
+    def transaction(self):
+        """Statements committed together (one write to disk) or not at all."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
     def add_job(self, tenant: str, request: dict) -> dict:
+        """A new job with its first event, committed together: once this returns, a restart
+        finds the job."""
         job_id = "ftjob-" + secrets.token_hex(12)
-        self._db().execute("INSERT INTO jobs (id, tenant, created_at, status, request) VALUES (?, ?, ?, ?, ?)",
-                           (job_id, tenant, int(time.time()), "validating_files", json.dumps(request)))
-        self.event(job_id, "info", "message", "job created; validating files")
+        with self.transaction() as db:
+            db.execute("INSERT INTO jobs (id, tenant, created_at, status, request) VALUES (?, ?, ?, ?, ?)",
+                       (job_id, tenant, int(time.time()), "validating_files", json.dumps(request)))
+            self.event(job_id, "info", "message", "job created; validating files")
         return self.get_job(tenant, job_id)
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job that has not finished, with its event, in one commit; True when it moved."""
+        with self.transaction():
+            moved = self.set_status(job_id, "cancelled")
+            if moved:
+                self.event(job_id, "info", "message", "cancellation requested")
+        return moved
 
     def get_job(self, tenant: str | None, job_id: str) -> dict | None:
         query, args = "SELECT * FROM jobs WHERE id = ?", [job_id]
@@ -175,17 +199,11 @@ class State:
     def claim(self) -> dict | None:
         """The oldest job to work on: one left running by a worker that died (resumed), else
         the oldest queued one; its attempts counted."""
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction() as db:
             row = db.execute("SELECT * FROM jobs WHERE status IN ('running', 'validating_files', 'queued') "
                              "ORDER BY CASE status WHEN 'running' THEN 0 ELSE 1 END, created_at, id LIMIT 1").fetchone()
             if row:
                 db.execute("UPDATE jobs SET attempts = attempts + 1 WHERE id = ?", (row["id"],))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return self.get_job(None, row["id"]) | {"tenant": row["tenant"]} if row else None
 
     def event(self, job_id: str, level: str, kind: str, message: str, data: dict | None = None,
