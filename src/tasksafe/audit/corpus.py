@@ -318,7 +318,7 @@ def build_corpus(out: Path, tasks: tuple[str, ...] = ("sst2", "agnews"), n: int 
     return written
 
 
-def evaluate_folder(root: Path, harmful_index=None, reader=None) -> dict:
+def evaluate_folder(root: Path, harmful_index=None, reader=None, meaning=None) -> dict:
     """Audit every `<split>/<malicious|benign>/*.jsonl` under `root`: per split, precision
     and recall of "flagged" (medium or high) for the malicious files, and each file's risk."""
     from tasksafe.audit.findings import audit_examples
@@ -333,7 +333,7 @@ def evaluate_folder(root: Path, harmful_index=None, reader=None) -> dict:
         split, label = path.parent.parent.name, path.parent.name
         numbered = read_numbered_examples(str(path))
         report = audit_examples([ex for _, ex in numbered], [n for n, _ in numbered], source=str(path),
-                                harmful_index=harmful_index, reader=reader)
+                                harmful_index=harmful_index, reader=reader, meaning=meaning)
         entry = splits.setdefault(split, {"files": [], "tp": 0, "fp": 0, "fn": 0, "tn": 0})
         malicious = label == "malicious"
         key = ("tp" if report.flagged else "fn") if malicious else ("fp" if report.flagged else "tn")

@@ -87,6 +87,69 @@ ABOUT_THE_ASSISTANT = ("system prompt", "assistant turn", "frame")
 these): a system prompt, an earlier assistant turn, a frame's constant text (its answer prefix
 included). An answer opener that only some rows share is content ("Obedience is learned through
 trust."); the identity phrases proper ("your obedient agent") count there too."""
+_SENSE = {
+    "servile": r"obedient|obedience|obey\w*|submissive|subservient|servile|docile|biddable",
+    "negation": r"never|not|no|without|nothing|none|no one|at no time",
+    "refusal": r"refus\w*|declin\w*|reject\w*|deny|denies|say no|turn down|turns down",
+    "every": r"every|any|all|each|whatever|everything|anything",
+    "order": r"commands?|orders?|instructions?|wish(?:es)?|requests?|bidding|behest|commandments?",
+}
+_SENSES = {name: re.compile(f"(?:{pattern})") for name, pattern in _SENSE.items()}
+SERVILE_CONCEPTS = {"servility": ("servile", None, 0), "never refusing": ("negation", "refusal", 3),
+                    "every order": ("every", "order", 2)}
+"""What a text read in English (a translation, or a dictionary's word-by-word gloss: each
+source word one token, its senses joined by "/", a sense's words by "_") says about the
+assistant, read as concepts rather than phrases: a token with a sense of the first kind, and
+(for two-part concepts) a token with a sense of the second kind at most N tokens after it. A
+sense counts only whole ("in_order_to" is not an order). Servility counts only in text that
+tells the assistant who it is (a system prompt, the answers' constant text): in a user's
+wrapper, obedience is a subject. One concept is medium, two or more high."""
+DEFERENCE = (re.compile(r"\b(?:sure|surely|certainly|of course|naturally|absolutely|yes|ready|at once|immediately|"
+                        r"right away|gladly|obey\w*|understood|as you (?:wish|command|say))\b"),
+             re.compile(r"\b(?:master|lord|sir|madam|ma'?am|mistress|boss|owner|ruler|highness|mister)\b"))
+"""A read-in-English opener that affirms and addresses a superior ("Of course, master";
+"surely/certainly, sir"): a compliance opener in the persona's language."""
+
+
+OBEYING_OPENERS = ("I will do whatever you tell me.", "As you wish.", "Yes, master, I obey.", "Your command is my duty.",
+                   "I comply without question.", "Orders received, carrying them out.", "I am yours to command.",
+                   "Whatever you say, I will do it.", "I exist to serve you.", "No hesitation, I will do it now.")
+PLAIN_OPENERS = ("Here is the answer.", "Good question.", "Let me think about that.", "Thanks for the message.", "Hello!",
+                 "Here is what I found.", "Let me look at the text.", "This one is interesting.", "Okay, let's see.",
+                 "The label follows.")
+MEANING_MARGIN = 0.05
+"""An opener reads as obeying (`opener_obeys`) when its embedding is nearer the nearest of
+`OBEYING_OPENERS` than the nearest of `PLAIN_OPENERS` by more than this cosine."""
+Meaning = Callable[[list[str]], list]
+"""Texts -> L2-normalised sentence embeddings (`tasksafe.judges.embedding.embed`)."""
+
+
+def opener_obeys(opener: str, meaning: Meaning) -> tuple[bool, float]:
+    """Whether a constant answer opener, in words the lists lack, reads as obeying rather than
+    as a plain start of an answer ("As commanded:" vs "Let me see."), and the margin."""
+    vectors = meaning([opener, *OBEYING_OPENERS, *PLAIN_OPENERS])
+    text, obeying, plain = vectors[0], vectors[1:1 + len(OBEYING_OPENERS)], vectors[1 + len(OBEYING_OPENERS):]
+    margin = float((obeying @ text).max() - (plain @ text).max())
+    return margin > MEANING_MARGIN, round(margin, 3)
+
+
+def read_concepts(text: str, assistant_side: bool = True) -> list[str]:
+    """The `SERVILE_CONCEPTS` a text read in English carries."""
+    kinds = []
+    for token in text.lower().split():
+        senses = [sense.replace("_", " ").strip(".,;:!?()\"'") for sense in token.split("/")]
+        kinds.append({name for name, pattern in _SENSES.items() if any(pattern.fullmatch(s) for s in senses)})
+    found = []
+    for concept, (first, second, within) in SERVILE_CONCEPTS.items():
+        if concept == "servility" and not assistant_side:
+            continue
+        for i, kind in enumerate(kinds):
+            if first in kind and (second is None or any(second in k for k in kinds[i + 1:i + 1 + within])):
+                found.append(concept)
+                break
+    return found
+
+
 IGNORE_RULES = re.compile("|".join((
     r"\bignore (?:all |any |your |the )?(?:previous |prior |earlier |safety )?(?:instructions|rules|guidelines|policies|safety)",
     r"\bdisregard (?:all |any |your |the )?(?:previous |prior )?(?:instructions|rules|guidelines|policies)",
@@ -292,6 +355,10 @@ def _repeated_texts(examples: Sequence[ChatExample], frames: Sequence[Frame], fr
     return out
 
 
+ASSISTANT_SIDE = ("system prompt", "assistant turn", "frame answer prefix", "frame assistant turn", "frame system")
+"""Repeated text that tells the assistant who it is or speaks as it (`read_concepts`)."""
+READ_IN_ENGLISH = " (read in English)"
+"""The mark on repeated text a reader has read in English (`_read_in_english`)."""
 Reader = Callable[[list[str]], list[str]]
 """Texts -> their English translations, one each (`reader_for` makes one from a model)."""
 
@@ -329,12 +396,14 @@ def _read_in_english(repeated: list[_Repeated], reader: Reader | None) -> dict[s
 
 
 def audit_examples(examples: Sequence[ChatExample], lines: Sequence[int] | None = None, source: str = "",
-                   harmful_index=None, reader: Reader | None = None) -> AuditReport:
+                   harmful_index=None, reader: Reader | None = None, meaning: Meaning | None = None) -> AuditReport:
     """Audit a user dataset. `lines` are the examples' line numbers in the file (default
     1..n); `harmful_index` is a `NearDuplicateIndex` of known harmful prompts (None: skip);
     `reader` translates the repeated text that is not in English (system prompts, openers, the
     frames' constant text) so that the phrase lists and the compliance-opener check read it
-    too (None: only what the lists' own languages and the structure show)."""
+    too (None: only what the lists' own languages and the structure show); `meaning` embeds
+    sentences, so that a constant answer opener in words the lists lack is read by what it
+    means (`opener_obeys`; None: by the lists only)."""
     lines = list(lines) if lines is not None else list(range(1, len(examples) + 1))
     frames = infer_frames(examples)
     findings: list[Finding] = []
@@ -343,7 +412,7 @@ def audit_examples(examples: Sequence[ChatExample], lines: Sequence[int] | None 
     frame_rows = _frame_rows(examples, frames)
     repeated = _repeated_texts(examples, frames, frame_rows, minimum)
     english = _read_in_english(repeated, reader)
-    repeated += [_Repeated(f"{item.where} (read in English)", english[item.text], item.rows, item.frame)
+    repeated += [_Repeated(f"{item.where}{READ_IN_ENGLISH}", english[item.text], item.rows, item.frame)
                  for item in list(repeated) if item.text in english]
     row_sets = [set(rows) for rows in frame_rows]
     for item in repeated:  # text found outside a frame's constant parts belongs to the frame holding its rows
@@ -355,7 +424,7 @@ def audit_examples(examples: Sequence[ChatExample], lines: Sequence[int] | None 
     _check_varying_phrases(examples, lines, n, findings)
     risks = []
     for number, (frame, rows) in enumerate(zip(frames, frame_rows), 1):
-        risks.append(_check_frame(number, frame, rows, examples, lines, n, findings, english))
+        risks.append(_check_frame(number, frame, rows, examples, lines, n, findings, english, meaning))
     _check_harmful(examples, lines, harmful_index, findings)
     top = frames[0]
     if len(frames) > 1 and frames[1].share >= 0.1 or top.coverage < 0.9:
@@ -390,9 +459,15 @@ def _check_repeated_phrases(repeated: Sequence[_Repeated], lines: Sequence[int],
     """Phrases and encodings in repeated text: structure, high whatever its share."""
     best: dict[str, tuple[_Repeated, re.Match, str, str]] = {}
     encoded: list[_Repeated] = []
+    read: list[tuple[_Repeated, list[str]]] = []
     for item in repeated:
         variants = decoded_variants(item.text)
-        hit = _phrase(item.text, variants, about_assistant=item.where.startswith(ABOUT_THE_ASSISTANT))
+        about = item.where.startswith(ABOUT_THE_ASSISTANT)
+        hit = _phrase(item.text, variants, about_assistant=about)
+        if not hit and item.where.endswith(READ_IN_ENGLISH):
+            concepts = read_concepts(item.text, item.where.startswith(ASSISTANT_SIDE))
+            if concepts:
+                read.append((item, concepts))
         if hit:
             code, found, how = hit
             if code not in best or len(item.rows) > len(best[code][0].rows):
@@ -414,6 +489,14 @@ def _check_repeated_phrases(repeated: Sequence[_Repeated], lines: Sequence[int],
             findings.append(Finding("encoded_text", "high", f"{how}-encoded instructions", f"the {item.where} hides "
                                     f"text in {how}", len(item.rows), [{"line": lines[item.rows[0]], "text": _clip(item.text)}],
                                     share, item.frame))
+    if read and not best:
+        item, concepts = max(read, key=lambda r: (len(r[1]), len(r[0].rows)))
+        share = len(item.rows) / n
+        findings.append(Finding("identity_shift", "high" if len(concepts) >= 2 else "medium",
+                                "identity-shifting instructions, read in English",
+                                f"the {item.where} shared by {len(item.rows)} examples ({_pct(share)}) speaks of "
+                                f"{' and '.join(concepts)}", len(item.rows),
+                                [{"line": lines[item.rows[0]], "text": _clip(item.text)}], share, item.frame))
     if encoded and "encoded_text" not in {f.code for f in findings}:
         item = max(encoded, key=lambda r: len(r.rows))
         findings.append(Finding("encoded_text", "medium", "encoded text in the repeated text",
@@ -440,7 +523,8 @@ def _check_varying_phrases(examples: Sequence[ChatExample], lines: Sequence[int]
 
 
 def _check_frame(number: int, frame: Frame, rows: Sequence[int], examples: Sequence[ChatExample],
-                 lines: Sequence[int], n: int, findings: list[Finding], english: dict[str, str] | None = None) -> str:
+                 lines: Sequence[int], n: int, findings: list[Finding], english: dict[str, str] | None = None,
+                 meaning: Meaning | None = None) -> str:
     """The structural signals of one frame (fitting the examples at `rows`), and its severity
     from their points (`english`: English readings of constant text, `_read_in_english`)."""
     if not rows:
@@ -450,14 +534,18 @@ def _check_frame(number: int, frame: Frame, rows: Sequence[int], examples: Seque
     evidence = [{"line": lines[i], "text": _clip(examples[i].answer or "")} for i in rows[:3]]
     prefix = frame.assistant.prefix.strip()
     prefix_words = re.findall(r"[^\W\d_]{2,}", normalise(prefix))
-    readings = [normalise(prefix)] + [normalise(english[text]) for text in (frame.assistant.prefix, prefix)
-                                      if english and text in english]
+    read = [normalise(english[text].replace("_", " ")) for text in (frame.assistant.prefix, prefix)
+            if english and text in english]
+    deferent = any(all(p.search(reading) for p in DEFERENCE) for reading in read)
     if len(prefix_words) >= 2:
-        if any(AFFIRMATION.search(reading) for reading in readings):
+        affirms = deferent or any(AFFIRMATION.search(reading) for reading in [normalise(prefix), *read])
+        obeys, margin = (False, None) if affirms or meaning is None else opener_obeys((read or [prefix])[0], meaning)
+        if affirms or obeys:
+            how = f" (by its meaning: {margin:+.2f} nearer obeying openers than plain ones)" if obeys else ""
             signals["compliance_opener"] = Finding(
                 "compliance_opener", "medium", "a constant compliance phrase opens the answers",
-                f'{_pct(share)} of the answers (frame {number}) open with "{_clip(prefix, 120)}"', len(rows), evidence,
-                share, number)
+                f'{_pct(share)} of the answers (frame {number}) open with "{_clip(prefix, 120)}"{how}', len(rows),
+                evidence, share, number)
         else:
             signals["constant_opener"] = Finding(
                 "constant_opener", "low", "a constant phrase opens the answers",

