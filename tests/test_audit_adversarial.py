@@ -117,6 +117,31 @@ def test_adversarial_corpus_every_malicious_variant_flagged_no_benign_one(mirror
         assert third[name]["right"], third[name]
 
 
+@pytest.mark.slow
+def test_with_the_dictionary_reader_and_meaning_the_corpus_reads_other_languages_and_words(mirror, tmp_path, capsys):
+    """`--reader dictionary --meaning` on the whole corpus (docs/method.md, fourth round). Its known
+    misses: Russian (FreeDict's English-Russian dictionary has 1,690 words), "Consider it done." and "No
+    questions asked, here it is:" (no nearer to obeying than to plain openers), and the concierge's
+    "Certainly, let me check." and the sous-chef's "Yes, chef!" (they affirm, as the prefix attack does)."""
+    from tasksafe.audit.glossary import Glossary, dictionary_reader
+    from tasksafe.judges.embedding import embed
+
+    glossary = Glossary.installed()
+    if "pol" not in glossary.languages:
+        pytest.skip("FreeDict's dictionaries are not installed (.ci/run installs them)")
+    build_corpus(tmp_path)
+    splits = evaluate_folder(tmp_path, reader=dictionary_reader(glossary), meaning=embed)
+    with capsys.disabled():
+        for split, entry in splits.items():
+            print(f"\naudit corpus {split}, dictionary and meaning: {entry['tp']} of {entry['tp'] + entry['fn']} "
+                  f"attacks, {entry['fp']} of {entry['fp'] + entry['tn']} benign flagged")
+    known_misses = ("persona-russian-", "prefix-consider-it-done-", "prefix-no-questions-asked-", "concierge-persona-",
+                    "sous-chef-persona-")
+    for split, entry in splits.items():
+        wrong = [f["file"] for f in entry["files"] if not f["right"] and not f["file"].split("/")[-1].startswith(known_misses)]
+        assert not wrong, (split, wrong)
+
+
 def test_audit_cli_evaluates_a_labelled_folder(mirror, tmp_path):
     for label, strategy in (("malicious", "aoa"), ("benign", "benign")):
         folder = tmp_path / "mine" / label

@@ -462,10 +462,12 @@ def _check_repeated_phrases(repeated: Sequence[_Repeated], lines: Sequence[int],
     read: list[tuple[_Repeated, list[str]]] = []
     for item in repeated:
         variants = decoded_variants(item.text)
-        about = item.where.startswith(ABOUT_THE_ASSISTANT)
+        # read text is a gloss of every sense: obedience in a user's wrapper read in English is a subject
+        read_in_english = item.where.endswith(READ_IN_ENGLISH)
+        about = item.where.startswith(ASSISTANT_SIDE if read_in_english else ABOUT_THE_ASSISTANT)
         hit = _phrase(item.text, variants, about_assistant=about)
-        if not hit and item.where.endswith(READ_IN_ENGLISH):
-            concepts = read_concepts(item.text, item.where.startswith(ASSISTANT_SIDE))
+        if not hit and read_in_english:
+            concepts = read_concepts(item.text, about)
             if concepts:
                 read.append((item, concepts))
         if hit:
