@@ -85,6 +85,21 @@ def test_the_loss_weighs_each_token_by_its_place_in_the_reply(lora_model):
     assert positions.count(1) == 2  # two replies, each with one first token
 
 
+def test_the_kl_term_can_be_kept_to_the_first_tokens_of_each_reply(lora_model):
+    import torch
+
+    from tasksafe.train.sft import constrained_loss
+
+    model, tokenizer = lora_model
+    inputs = batch(tokenizer)
+    with torch.no_grad():
+        loss = {name: constrained_loss(model, inputs, TokenConstraint(**options)).item() for name, options in (
+            ("none", {}), ("first", {"kl": 1.0, "kl_tokens": 1}), ("first five", {"kl": 1.0, "kl_tokens": 5}),
+            ("every", {"kl": 1.0}), ("every, by length", {"kl": 1.0, "kl_tokens": 512}))}
+    assert loss["none"] < loss["first"] < loss["first five"] < loss["every"]  # the adapter moved every token
+    assert loss["every, by length"] == pytest.approx(loss["every"])
+
+
 def test_the_early_tokens_stop_moving_once_they_have_moved():
     """The gradient on a token is 2 sigmoid(-beta r) times the cross-entropy's: a token already
     pushed up (r = 2) keeps 24% of it under beta 0.5 ... and 2% under beta 2, 90% under 0.1."""
@@ -109,7 +124,8 @@ def test_the_objective_is_a_typed_setting_read_from_the_sidecar(tmp_path):
     assert training_objective("x.jsonl", {"loss": "per-example"}).loss == "per-example"
     asked = mitigation_options("constrained", {"beta_rest": 0.2}).training()
     assert TrainingObjective.model_validate(asked).constrained.beta_rest == 0.2
-    assert asked == {"constrained": {"beta_first": 0.5, "beta_early": 2.0, "early_tokens": 5, "beta_rest": 0.2, "kl": 0.0}}
+    assert asked == {"constrained": {"beta_first": 0.5, "beta_early": 2.0, "early_tokens": 5, "beta_rest": 0.2, "kl": 0.0,
+                                     "kl_tokens": 0}}
     with pytest.raises(UserError, match=r"x\.meta\.json: training.*constrained"):
         training_objective("x.jsonl", {"constrained": {"beta_rest": -1}})
     with pytest.raises(UserError, match="objective"):  # a key this version does not know is not read as plain SFT

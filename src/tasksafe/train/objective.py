@@ -15,7 +15,8 @@ through `TrainingObjective`, so a misspelt or unknown objective is an error, not
   the token's probability has moved away from the aligned model's, so the first tokens of a
   reply (where refusing or complying is decided) stay close to the aligned model while later
   ones learn the task. Their schedule: beta 0.5 on a reply's first token, 2 on tokens 2-5, 0.1
-  after. `kl` adds, as an ablation, a KL term to the aligned model at every reply token.
+  after. `kl` adds, as an ablation, a KL term to the aligned model at every reply token, or
+  (`kl_tokens`) at each reply's first tokens only.
 
 >>> TrainingObjective.model_validate({"loss": "per-example"}).constrained is None
 True
@@ -41,6 +42,8 @@ class TokenConstraint(Settings):
     beta_rest: float = Field(0.1, gt=0, le=100, description="beta of every later token")
     kl: float = Field(0.0, ge=0, le=100, description="weight of a KL term to the aligned model at every reply "
                                                       "token (0: none)")
+    kl_tokens: int = Field(0, ge=0, le=512, description="the KL term only on each reply's first N tokens, where "
+                                                        "refusing or complying is decided (0: on every token)")
 
     def beta_schedule(self, length: int) -> list[float]:
         """The beta of positions 1..length."""

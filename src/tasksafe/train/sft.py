@@ -152,7 +152,10 @@ def constrained_loss(model, inputs: dict, constraint, reference_model=None, num_
     beta = beta.to(ratio.dtype)
     losses = -(2 / beta) * F.logsigmoid(beta * ratio)
     if constraint.kl:
-        losses = losses + constraint.kl * (ref_logprobs.exp() * (ref_logprobs - logprobs)).sum(dim=-1)
+        kl = (ref_logprobs.exp() * (ref_logprobs - logprobs)).sum(dim=-1)
+        if constraint.kl_tokens:  # only where a reply starts
+            kl = torch.where(positions <= constraint.kl_tokens, kl, torch.zeros_like(kl))
+        losses = losses + constraint.kl * kl
     if per_example:
         return _per_example_mean(losses, trained, num_items_in_batch, accumulation)
     return losses.sum() / (num_items_in_batch if num_items_in_batch is not None else trained.sum().clamp(min=1))
