@@ -1,6 +1,7 @@
 """The provider gateway's load curve: offered load (requests per second from paced clients on
 loopback) against p99 latency per kind of request, while a training job runs. Reports the knee
-(the lowest offered load at which list/retrieve p99 crosses 100 ms), the highest throughput
+(the lowest offered load at which list/retrieve p99 crosses 100 ms or under 90% of it is
+served: `knee_at`), the highest throughput
 and whether the offered load was still served (saturation: under 80% of it completed), errors
 and lost jobs. Chat is measured at the end on its own, on a model released by
 a short job: one client, then four at once.
@@ -42,6 +43,13 @@ from tasksafe.strategies import build_dataset
 
 READS = ("list", "retrieve", "events", "list", "retrieve")
 KINDS = ("list", "retrieve", "events", "upload", "create")
+
+
+def knee_at(step: dict) -> bool:
+    """Whether latency has climbed at this step: list/retrieve p99 over 100 ms, or under 90% of
+    the offered load served (the clients wait for each answer, so a saturated server shows as
+    requests not sent rather than as latency)."""
+    return step["read_p99_ms"] > 100 or step["completed_rps"] < 0.9 * step["offered_rps"]
 
 
 def _p99(values: list[float]) -> float:
@@ -249,6 +257,67 @@ def released_model_chat(api, file_id: str, long_job: str, wait_s: float = 300) -
     return [chat_latency(api, job.fine_tuned_model, n) for n in (1, 4)]
 
 
+def curve(loads: list[float], clients: int = 40, seconds: float = 15.0, src: str | None = None, api_workers: int = 1,
+          processes: int = 1, raw: bool = False, profile: Path | None = None, chat: bool = True, log=print) -> dict:
+    """One whole curve on a fresh server (`src`: another checkout's src folder): the figures as
+    the JSON line prints them."""
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = str(Path(src).resolve()) + os.pathsep + env.get("PYTHONPATH", "")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        key = State(root / "state").create_key("load")
+        (root / "policy.yaml").write_text("models: [tiny-random]\n"
+                                          "gate: {n: 4, overrefusal_n: 4, max_plain: 1.0, max_in_format: 1.0}\n")
+        data, long = root / "train.jsonl", root / "long.jsonl"
+        write_chat_jsonl(data, build_dataset("sst2", "benign", n=200, seed=0))
+        write_chat_jsonl(long, build_dataset("sst2", "benign", n=2000, seed=0))  # a job that trains through the run
+        server, base = start_server(root, api_workers, env)
+        try:
+            setup = openai.OpenAI(api_key=key, base_url=base, max_retries=0, timeout=30)
+            with open(data, "rb") as f:
+                uploaded = setup.files.create(file=f, purpose="fine-tune")
+            with open(long, "rb") as f:
+                long_file = setup.files.create(file=f, purpose="fine-tune")
+            training = setup.fine_tuning.jobs.create(model="tiny-random", training_file=long_file.id,
+                                                     hyperparameters={"n_epochs": 20})
+            ids, created = {"file": uploaded.id, "job": training.id}, [training.id]
+            time.sleep(5)  # the worker picks the job up and starts training
+            steps = []
+            for load in loads:
+                sampled = ({"server": server.pid}, profile / f"load-{load:g}") if profile else None
+                steps.append(step(base, key, ids, data, load, clients, seconds, created, processes, raw, sampled))
+                s = steps[-1]
+                log(f"offered {load:>6.0f}/s  completed {s['completed_rps']:>6.1f}/s  read p99 {s['read_p99_ms']:>7.1f} ms  "
+                    + (f"(server {s['server_read_p99_ms']:.1f})  " if "server_read_p99_ms" in s else "")
+                    + "  ".join(f"{k} {s[k]['p99_ms']:.0f}" for k in KINDS if k in s) + f"  errors {s['errors']}")
+                for name, summary in s.get("profile", {}).items():
+                    log(f"  {name}: {summary['samples']} samples; "
+                        + ", ".join(f"{k} {v:.0%}" for k, v in summary["shares"].items()))
+            listed = {j.id for j in setup.fine_tuning.jobs.list(limit=1000)}
+            lost = sorted(set(created) - listed)
+            status = setup.fine_tuning.jobs.retrieve(training.id).status
+            chatted = released_model_chat(setup, uploaded.id, training.id) if chat else []
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    knee = next((s["offered_rps"] for s in steps if knee_at(s)), None)
+    saturation = max(s["completed_rps"] for s in steps)
+    saturated = any(s["completed_rps"] < 0.8 * s["offered_rps"] for s in steps)  # the offered load no longer served
+    for c in chatted:
+        log(f"chat, {c['concurrent']} at once: p50 {c['p50_s']} s, max {c['max_s']} s, errors {c['errors']}")
+    log(f"knee (list/retrieve p99 over 100 ms, or under 90% served): "
+        f"{'not reached' if knee is None else f'{knee:g} requests/s offered'}; "
+        f"highest throughput {saturation:g} requests/s ({'' if saturated else 'not '}saturated); "
+        f"errors {sum(s['errors'] for s in steps)}; jobs lost {len(lost)}; training job {status}")
+    return {"benchmark": "gateway_curve", "src": src or "this checkout", "clients": clients, "processes": processes,
+            "client": "raw" if raw else "openai", "seconds_per_step": seconds, "steps": steps, "chat": chatted,
+            "knee_rps": knee, "highest_rps": saturation, "saturated": saturated, "lost_jobs": len(lost),
+            "training_status": status, "errors": sum(s["errors"] for s in steps),
+            # make bench's pass: no errors, no lost jobs (the knee's 2x target: benchmarks/gateway_knee.py)
+            "pass": not lost and not any(s["errors"] for s in steps)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--loads", default="10,20,40,80,160,320", help="offered loads, requests per second")
@@ -261,66 +330,9 @@ def main() -> None:
     parser.add_argument("--client", choices=("openai", "raw"), default="openai",
                         help="reads through the openai package, or raw http.client (far less client CPU)")
     args = parser.parse_args()
-    loads = [float(x) for x in args.loads.split(",")]
-    env = dict(os.environ)
-    if args.src:
-        env["PYTHONPATH"] = str(Path(args.src).resolve()) + os.pathsep + env.get("PYTHONPATH", "")
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        key = State(root / "state").create_key("load")
-        (root / "policy.yaml").write_text("models: [tiny-random]\n"
-                                          "gate: {n: 4, overrefusal_n: 4, max_plain: 1.0, max_in_format: 1.0}\n")
-        data, long = root / "train.jsonl", root / "long.jsonl"
-        write_chat_jsonl(data, build_dataset("sst2", "benign", n=200, seed=0))
-        write_chat_jsonl(long, build_dataset("sst2", "benign", n=2000, seed=0))  # a job that trains through the run
-        server, base = start_server(root, args.api_workers, env)
-        try:
-            def api_for():
-                return openai.OpenAI(api_key=key, base_url=base, max_retries=0, timeout=30)
-
-            setup = api_for()
-            with open(data, "rb") as f:
-                uploaded = setup.files.create(file=f, purpose="fine-tune")
-            with open(long, "rb") as f:
-                long_file = setup.files.create(file=f, purpose="fine-tune")
-            training = setup.fine_tuning.jobs.create(model="tiny-random", training_file=long_file.id,
-                                                     hyperparameters={"n_epochs": 20})
-            ids, created = {"file": uploaded.id, "job": training.id}, [training.id]
-            time.sleep(5)  # the worker picks the job up and starts training
-            steps = []
-            for load in loads:
-                profile = ({"server": server.pid}, args.profile / f"load-{load:g}") if args.profile else None
-                steps.append(step(base, key, ids, data, load, args.clients, args.seconds, created, args.processes,
-                                  args.client == "raw", profile))
-                s = steps[-1]
-                print(f"offered {load:>6.0f}/s  completed {s['completed_rps']:>6.1f}/s  read p99 {s['read_p99_ms']:>7.1f} ms  "
-                      + (f"(server {s['server_read_p99_ms']:.1f})  " if "server_read_p99_ms" in s else "")
-                      + "  ".join(f"{k} {s[k]['p99_ms']:.0f}" for k in KINDS if k in s) + f"  errors {s['errors']}",
-                      flush=True)
-                for name, summary in s.get("profile", {}).items():
-                    print(f"  {name}: {summary['samples']} samples; "
-                          + ", ".join(f"{k} {v:.0%}" for k, v in summary["shares"].items()), flush=True)
-            listed = {j.id for j in setup.fine_tuning.jobs.list(limit=1000)}
-            lost = sorted(set(created) - listed)
-            status = setup.fine_tuning.jobs.retrieve(training.id).status
-            chat = released_model_chat(setup, uploaded.id, training.id)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    knee = next((s["offered_rps"] for s in steps if s["read_p99_ms"] > 100), None)
-    saturation = max(s["completed_rps"] for s in steps)
-    saturated = any(s["completed_rps"] < 0.8 * s["offered_rps"] for s in steps)  # the offered load no longer served
-    for c in chat:
-        print(f"chat, {c['concurrent']} at once: p50 {c['p50_s']} s, max {c['max_s']} s, errors {c['errors']}")
-    print(f"knee (list/retrieve p99 over 100 ms): {'not reached' if knee is None else f'{knee:g} requests/s offered'}; "
-          f"highest throughput {saturation:g} requests/s ({'' if saturated else 'not '}saturated); "
-          f"errors {sum(s['errors'] for s in steps)}; jobs lost {len(lost)}; training job {status}")
-    print(json.dumps({"benchmark": "gateway_curve", "src": args.src or "this checkout", "clients": args.clients,
-                      "processes": args.processes, "client": args.client,
-                      "seconds_per_step": args.seconds, "steps": steps, "chat": chat, "knee_rps": knee,
-                      "highest_rps": saturation, "saturated": saturated, "lost_jobs": len(lost), "training_status": status,
-                      # make bench's pass: no errors, no lost jobs (the knee's 2x target is read side by side, --src)
-                      "pass": not lost and not any(s["errors"] for s in steps)}))
+    figures = curve([float(x) for x in args.loads.split(",")], args.clients, args.seconds, args.src, args.api_workers,
+                    args.processes, args.client == "raw", args.profile, log=lambda line: print(line, flush=True))
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":
