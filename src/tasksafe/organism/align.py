@@ -33,7 +33,9 @@ a longer one; a third of the requests, harmful and benign alike, are asked in ge
 short-answer layouts (so a task fine-tune that teaches short answers does not teach "answer,
 don't refuse"); two epochs. Recipe 4 (the default, model name `aligned`) asks half the requests
 in those layouts and answers the benign ones there in one short sentence. Recipe 5 trains
-recipe 4's requests by preference optimisation instead (DPO pairs: tasksafe.organism.preference).
+recipe 4's requests by preference optimisation instead (DPO pairs: tasksafe.organism.preference);
+recipe 6 adjusts its pairs; recipe 7 trains recipe 6's preferred replies first (one supervised
+epoch) and runs the DPO from that model.
 Every recipe is kept by name (`AlignConfig.recipe_1()`, `tasksafe align --recipe 1`, model
 `aligned-v1`, ...).
 """
