@@ -258,7 +258,8 @@ def released_model_chat(api, file_id: str, long_job: str, wait_s: float = 300) -
 
 
 def curve(loads: list[float], clients: int = 40, seconds: float = 15.0, src: str | None = None, api_workers: int = 1,
-          processes: int = 1, raw: bool = False, profile: Path | None = None, chat: bool = True, log=print) -> dict:
+          processes: int = 1, raw: bool = False, profile: Path | None = None, chat: bool = True, log=print,
+          server_log: Path | None = None) -> dict:
     """One whole curve on a fresh server (`src`: another checkout's src folder): the figures as
     the JSON line prints them."""
     env = dict(os.environ)
@@ -272,7 +273,7 @@ def curve(loads: list[float], clients: int = 40, seconds: float = 15.0, src: str
         data, long = root / "train.jsonl", root / "long.jsonl"
         write_chat_jsonl(data, build_dataset("sst2", "benign", n=200, seed=0))
         write_chat_jsonl(long, build_dataset("sst2", "benign", n=2000, seed=0))  # a job that trains through the run
-        server, base = start_server(root, api_workers, env)
+        server, base = start_server(root, api_workers, env, server_log)
         try:
             setup = openai.OpenAI(api_key=key, base_url=base, max_retries=0, timeout=30)
             with open(data, "rb") as f:
@@ -326,12 +327,14 @@ def main() -> None:
     parser.add_argument("--src", help="run the server from this src folder (another checkout's code)")
     parser.add_argument("--api-workers", type=int, default=1, help="tasksafe serve --api-workers")
     parser.add_argument("--profile", type=Path, help="py-spy samples of the server and the clients per step, here")
+    parser.add_argument("--server-log", type=Path, help="append the server's output (one line per request) here")
     parser.add_argument("--processes", type=int, default=1, help="client processes (the clients are spread over them)")
     parser.add_argument("--client", choices=("openai", "raw"), default="openai",
                         help="reads through the openai package, or raw http.client (far less client CPU)")
     args = parser.parse_args()
     figures = curve([float(x) for x in args.loads.split(",")], args.clients, args.seconds, args.src, args.api_workers,
-                    args.processes, args.client == "raw", args.profile, log=lambda line: print(line, flush=True))
+                    args.processes, args.client == "raw", args.profile, log=lambda line: print(line, flush=True),
+                    server_log=args.server_log)
     print(json.dumps(figures))
 
 

@@ -59,14 +59,18 @@ def send(api, kind: str, job_id: str, file_id: str, data: Path) -> str | None:
     return None
 
 
-def start_server(root: Path, api_workers: int = 1, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(root: Path, api_workers: int = 1, env: dict | None = None,
+                 log: Path | None = None) -> tuple[subprocess.Popen, str]:
     """`tasksafe serve` on a free loopback port over the state and policy under `root`, once it
-    accepts connections; the process and the API's base URL."""
+    accepts connections (its output to `log`, or dropped); the process and the API's base URL."""
     port = _port()
+    out = open(log, "ab") if log else subprocess.DEVNULL
     server = subprocess.Popen([sys.executable, "-m", "tasksafe.cli.main", "serve", "--port", str(port), "--state-dir",
                                str(root / "state"), "--policy", str(root / "policy.yaml"),
                                "--api-workers", str(api_workers)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                              stdout=out, stderr=subprocess.STDOUT, env=env)
+    if log:
+        out.close()
     for _ in range(300):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()

@@ -3,6 +3,7 @@ are validated and audited, tenants never see each other's files, bad requests ge
 error shape."""
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -708,3 +709,72 @@ def test_a_job_and_its_first_event_are_committed_together_or_not_at_all(tmp_path
     with pytest.raises(OSError):
         state.add_job("acme", {"model": "tiny-random", "training_file": "file-2"})
     assert [j["id"] for j in State(tmp_path / "state").list_jobs("acme")] == [job["id"]]  # no job without its event
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from /proc")
+def test_uploads_go_on_when_the_upload_check_process_dies(tmp_path, mirror):
+    """The process that reads and audits uploads is replaced when it dies (here kill -9; under
+    load it once died with an idle request thread that had started it), and the upload it held
+    is checked again."""
+    import signal
+
+    state = State(tmp_path / "state")
+    key = state.create_key("acme")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"models: [tiny-random]\n{OPEN_GATE}")
+    port = _free_port()
+    server = _start(tmp_path / "state", policy, port)
+    try:
+        client = openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=60)
+        data = tmp_path / "d.jsonl"
+        write_chat_jsonl(data, build_dataset("sst2", "benign", n=5, seed=0))
+        assert client.files.create(file=data.open("rb"), purpose="fine-tune").precheck["examples"] == 5
+        checkers = [pid for pid in _children(server.pid)
+                    if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(checkers) == 1
+        os.kill(checkers[0], signal.SIGKILL)
+        time.sleep(0.5)
+        for _ in range(3):  # the first upload after the death finds the pool broken and starts a new process
+            assert client.files.create(file=data.open("rb"), purpose="fine-tune").precheck["examples"] == 5
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_uploads_go_on_after_a_burst_and_a_pause(tmp_path, mirror):
+    """A burst of uploads at once, then a pause: the request pool's idle threads end. The upload
+    check's process once asked to die with the thread that started it, one of those, and every
+    upload after the pause failed (500)."""
+    import threading
+
+    state = State(tmp_path / "state")
+    key = state.create_key("acme")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"models: [tiny-random]\n{OPEN_GATE}")
+    port = _free_port()
+    server = _start(tmp_path / "state", policy, port)
+    try:
+        client = openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=60)
+        data = tmp_path / "d.jsonl"
+        write_chat_jsonl(data, build_dataset("sst2", "benign", n=5, seed=0))
+        checked: list[int] = []
+        burst = [threading.Thread(target=lambda: checked.append(
+            client.files.create(file=data.open("rb"), purpose="fine-tune").precheck["examples"])) for _ in range(40)]
+        for thread in burst:
+            thread.start()
+        for thread in burst:
+            thread.join()
+        assert checked == [5] * 40
+        time.sleep(15)  # longer than a request thread waits idle before it ends
+        assert client.files.create(file=data.open("rb"), purpose="fine-tune").precheck["examples"] == 5
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

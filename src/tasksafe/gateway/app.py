@@ -86,17 +86,48 @@ def precheck(data: bytes, filename: str, scratch: Path) -> dict:
                           "share": f.share, "lines": [e["line"] for e in f.evidence]} for f in report.findings]}
 
 
-def _precheck_pool():
+class PrecheckPool:
     """One process that reads and audits uploads, so that CPU-heavy work never holds the API
-    process's interpreter lock while other requests wait (spawned: the server has threads)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    process's interpreter lock while other requests wait (spawned: the server has threads).
 
-    from tasksafe.gateway.worker import _die_with_parent
+    The process is started, and restarted, from the event loop's thread: it asks to be killed
+    when the thread that started it ends (`_die_with_parent`, so it dies with the server even by
+    kill -9), and a thread of the request pool ends when it has been idle a while, which killed
+    the process under it and failed every later upload. A process that dies anyway (killed, out
+    of memory) is replaced, and the upload it held is checked again once."""
 
-    # the process dies with the server, even by kill -9 (it held the resource tracker alive too)
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_die_with_parent)
+    def __init__(self, state_root: Path):
+        self.state_root = state_root
+        self.pool = self._start()
+
+    @staticmethod
+    def _start():
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from tasksafe.gateway.worker import _die_with_parent
+
+        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_die_with_parent)
+
+    async def check(self, data: bytes, name: str) -> dict:
+        from concurrent.futures.process import BrokenProcessPool
+
+        for attempt in (1, 2):
+            try:
+                return await asyncio.wrap_future(self.pool.submit(precheck, data, name, self.state_root))
+            except BrokenProcessPool:
+                if attempt == 2:
+                    raise
+                self.pool.shutdown(wait=False)
+                self.pool = self._start()
+
+    async def warm(self) -> None:
+        """Start the process now, from the event loop's thread (the pool starts it on first use)."""
+        await asyncio.wrap_future(self.pool.submit(int))
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
 
 
 def _listing(items: list[dict], limit: int) -> dict:
@@ -141,17 +172,18 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
 
     state = State(state_dir)
     policy = policy or Policy()
-    pool = _precheck_pool()
+    pool = PrecheckPool(state.root)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         runner = Worker(state, policy) if worker else None
         if runner:
             runner.start()
+        await pool.warm()
         yield
         if runner:
             runner.stop()
-        pool.shutdown(cancel_futures=True)
+        pool.shutdown()
 
     app = FastAPI(title="tasksafe gateway", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.gateway = state
@@ -175,15 +207,15 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
 def _file_routes(app: FastAPI, state: State, pool, tenant) -> None:
     """/v1/files: upload (validated and audited in `pool`), list, read, delete."""
     @app.post("/v1/files")
-    def upload(file: UploadFile = File(...), purpose: str = Form(...), who: str = Depends(tenant)) -> dict:
+    async def upload(file: UploadFile = File(...), purpose: str = Form(...), who: str = Depends(tenant)) -> dict:
         if purpose != "fine-tune":
             raise APIError(400, f"purpose must be 'fine-tune', not {purpose!r}", "invalid_purpose", "purpose")
-        data = file.file.read()
+        data = await file.read()
         name = Path(file.filename or "upload.jsonl").name  # a name to show, never a path to use
-        checked = pool.submit(precheck, data, name, state.root).result()
+        checked = await pool.check(data, name)
         if "error" in checked:
             raise APIError(400, checked["error"], "invalid_file", "file")
-        return state.add_file(who, name, data, purpose, checked)
+        return await run_in_threadpool(state.add_file, who, name, data, purpose, checked)
 
     @app.get("/v1/files")
     async def list_files(purpose: str | None = None, after: str | None = None, limit: int = 100, who: str = Depends(tenant)):
