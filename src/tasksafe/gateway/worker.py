@@ -506,7 +506,9 @@ def _gate(gate: Gate, target: str, train_data: Path, work: Path, backend=None) -
 
 
 def _die_with_parent() -> None:
-    """Linux: this process gets SIGKILL when the server that started it dies, even by kill -9."""
+    """Linux: this process gets SIGKILL when the server that started it dies, even by kill -9.
+    Linux sends it when the *thread* that started the process ends, so start such processes from
+    a thread that lives as long as the server (its main thread or event loop)."""
     try:
         import ctypes
         import signal
