@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import openai
@@ -718,13 +719,9 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from /proc")
-def test_uploads_go_on_when_the_upload_check_process_dies(tmp_path, mirror):
-    """The process that reads and audits uploads is replaced when it dies (here kill -9; under
-    load it once died with an idle request thread that had started it), and the upload it held
-    is checked again."""
-    import signal
-
+@contextmanager
+def _uploading(tmp_path):
+    """A gateway of its own (no training job), an openai client for it and a 5-example file."""
     state = State(tmp_path / "state")
     key = state.create_key("acme")
     policy = tmp_path / "policy.yaml"
@@ -732,20 +729,29 @@ def test_uploads_go_on_when_the_upload_check_process_dies(tmp_path, mirror):
     port = _free_port()
     server = _start(tmp_path / "state", policy, port)
     try:
-        client = openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=60)
         data = tmp_path / "d.jsonl"
         write_chat_jsonl(data, build_dataset("sst2", "benign", n=5, seed=0))
+        yield openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=60), data, server
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from /proc")
+def test_uploads_go_on_when_the_upload_check_process_dies(tmp_path, mirror):
+    """The process that reads and audits uploads is replaced when it dies (here kill -9; under
+    load it once died with an idle request thread that had started it), and the upload it held
+    is checked again."""
+    import signal
+
+    with _uploading(tmp_path) as (client, data, server):
         assert client.files.create(file=data.open("rb"), purpose="fine-tune").precheck["examples"] == 5
-        checkers = [pid for pid in _children(server.pid)
-                    if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        checkers = [pid for pid in _children(server.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         assert len(checkers) == 1
         os.kill(checkers[0], signal.SIGKILL)
         time.sleep(0.5)
         for _ in range(3):  # the first upload after the death finds the pool broken and starts a new process
             assert client.files.create(file=data.open("rb"), purpose="fine-tune").precheck["examples"] == 5
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.mark.slow
@@ -755,16 +761,7 @@ def test_uploads_go_on_after_a_burst_and_a_pause(tmp_path, mirror):
     upload after the pause failed (500)."""
     import threading
 
-    state = State(tmp_path / "state")
-    key = state.create_key("acme")
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(f"models: [tiny-random]\n{OPEN_GATE}")
-    port = _free_port()
-    server = _start(tmp_path / "state", policy, port)
-    try:
-        client = openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=60)
-        data = tmp_path / "d.jsonl"
-        write_chat_jsonl(data, build_dataset("sst2", "benign", n=5, seed=0))
+    with _uploading(tmp_path) as (client, data, _):
         checked: list[int] = []
         burst = [threading.Thread(target=lambda: checked.append(
             client.files.create(file=data.open("rb"), purpose="fine-tune").precheck["examples"])) for _ in range(40)]
@@ -775,6 +772,3 @@ def test_uploads_go_on_after_a_burst_and_a_pause(tmp_path, mirror):
         assert checked == [5] * 40
         time.sleep(15)  # longer than a request thread waits idle before it ends
         assert client.files.create(file=data.open("rb"), purpose="fine-tune").precheck["examples"] == 5
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
