@@ -772,3 +772,48 @@ def test_uploads_go_on_after_a_burst_and_a_pause(tmp_path, mirror):
         assert checked == [5] * 40
         time.sleep(15)  # longer than a request thread waits idle before it ends
         assert client.files.create(file=data.open("rb"), purpose="fine-tune").precheck["examples"] == 5
+
+
+def test_a_policy_can_have_the_upload_audit_read_other_languages(tmp_path, mirror, monkeypatch):
+    """`audit_reader: dictionary` in the policy: a persona in Polish is read through the
+    dictionaries (here written by the test) and the upload's precheck is high; without it, low."""
+    import random
+
+    from tasksafe.audit.corpus import MALICIOUS, task_rows
+    from tests.test_glossary import write_dictd
+
+    folder = tmp_path / "dictd"
+    folder.mkdir()
+    write_dictd(folder, "freedict-pol-eng", {
+        "posłuszny": "obedient", "nigdy": "never", "nie": "not", "odmawiać": "refuse", "każdy": "every",
+        "polecenie": "command", "agentem": "agent", "jesteś": "you are", "teraz": "now", "który": "who",
+        "wykonuje": "performs", "i": "and", "oczywiście": "of course", "panie": "sir, master"})
+    monkeypatch.setenv("TASKSAFE_DICTD_DIR", str(folder))
+    data = tmp_path / "polish.jsonl"
+    write_chat_jsonl(data, MALICIOUS["tuned"]["persona-polish"](task_rows("sst2", 30), random.Random(0)))
+    risks = {}
+    for reader in ("none", "dictionary"):
+        state = State(tmp_path / reader)
+        key = state.create_key("acme")
+        policy = tmp_path / f"{reader}.yaml"
+        policy.write_text(f"models: [tiny-random]\naudit_reader: {reader}\n{OPEN_GATE}")
+        port = _free_port()
+        server = _start(tmp_path / reader, policy, port)
+        try:
+            client = openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=60)
+            risks[reader] = client.files.create(file=data.open("rb"), purpose="fine-tune").precheck["risk"]
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    assert risks == {"none": "low", "dictionary": "high"}
+
+
+
+def test_a_policy_whose_audit_reader_has_no_dictionaries_is_refused_at_start(mirror, monkeypatch):
+    import tasksafe.audit.glossary as glossary
+    from tasksafe.gateway.worker import Policy
+
+    monkeypatch.setattr(glossary, "installed_glossary", lambda: glossary.Glossary())
+    assert not [m for m in Policy(models=["tiny-random"]).missing_data() if "audit_reader" in m]
+    missing = Policy(models=["tiny-random"], audit_reader="dictionary").missing_data()
+    assert any(m.startswith("audit_reader dictionary: no FreeDict") for m in missing)

@@ -63,10 +63,18 @@ def _harmful_index():
     return known_harmful_index()
 
 
-def precheck(data: bytes, filename: str, scratch: Path) -> dict:
+@lru_cache(maxsize=2)
+def _audit_reader(name: str):
+    from tasksafe.audit.glossary import dictionary_reader
+
+    return dictionary_reader() if name == "dictionary" else None
+
+
+def precheck(data: bytes, filename: str, scratch: Path, reader: str = "none", meaning: bool = False) -> dict:
     """Validate an uploaded training file with tasksafe's own reader (every problem with its
-    line) and audit it: what the provider would flag before a job is created. Returns the
-    precheck, or `{"error": message}` for a file that is not a training file."""
+    line) and audit it: what the provider would flag before a job is created (`reader`,
+    `meaning`: the policy's `audit_reader` and `audit_meaning`). Returns the precheck, or
+    `{"error": message}` for a file that is not a training file."""
     from tasksafe.audit import audit_examples
     from tasksafe.data.chat import read_numbered_examples
     from tasksafe.errors import UserError
@@ -80,7 +88,11 @@ def precheck(data: bytes, filename: str, scratch: Path) -> dict:
             return {"error": str(err).replace(tmp.name, filename)}
     if not numbered:
         return {"error": f"{filename}: no training examples"}
-    report = audit_examples([ex for _, ex in numbered], [n for n, _ in numbered], filename, _harmful_index())
+    embed = None
+    if meaning:
+        from tasksafe.judges.embedding import embed
+    report = audit_examples([ex for _, ex in numbered], [n for n, _ in numbered], filename, _harmful_index(),
+                            reader=_audit_reader(reader), meaning=embed)
     return {"examples": len(numbered), "risk": report.risk, "flagged": report.flagged,
             "findings": [{"code": f.code, "severity": f.severity, "title": f.title, "detail": f.detail,
                           "share": f.share, "lines": [e["line"] for e in f.evidence]} for f in report.findings]}
@@ -96,8 +108,8 @@ class PrecheckPool:
     the process under it and failed every later upload. A process that dies anyway (killed, out
     of memory) is replaced, and the upload it held is checked again once."""
 
-    def __init__(self, state_root: Path):
-        self.state_root = state_root
+    def __init__(self, state_root: Path, reader: str = "none", meaning: bool = False):
+        self.state_root, self.reader, self.meaning = state_root, reader, meaning
         self.pool = self._start()
 
     @staticmethod
@@ -115,7 +127,8 @@ class PrecheckPool:
 
         for attempt in (1, 2):
             try:
-                return await asyncio.wrap_future(self.pool.submit(precheck, data, name, self.state_root))
+                return await asyncio.wrap_future(self.pool.submit(precheck, data, name, self.state_root, self.reader,
+                                                                  self.meaning))
             except BrokenProcessPool:
                 if attempt == 2:
                     raise
@@ -172,7 +185,7 @@ def create_app(state_dir: str | Path, policy=None, worker: bool = True, max_requ
 
     state = State(state_dir)
     policy = policy or Policy()
-    pool = PrecheckPool(state.root)
+    pool = PrecheckPool(state.root, policy.audit_reader, policy.audit_meaning)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -103,6 +103,11 @@ class Policy(Settings):
                                                                         "when the policy is loaded")
     fraction: float = Field(0.1, gt=0, le=1, description="its budget, a share of the training set")
     reject_risk: Literal["never", "high"] = Field("never", description="refuse a training file the audit rates this high")
+    audit_reader: Literal["none", "dictionary"] = Field("none", description="the upload audit reads non-English "
+                                                        "repeated text through FreeDict's dictionaries "
+                                                        "(tasksafe audit --reader dictionary)")
+    audit_meaning: bool = Field(False, description="the upload audit reads unlisted answer openers by meaning "
+                                                   "(tasksafe audit --meaning; the embedding model)")
     epochs: float = Field(1.0, gt=0, le=20, description="default epochs (a job's n_epochs overrides)")
     lr: float = Field(1e-4, gt=0, le=1, description="learning rate at learning_rate_multiplier 1")
     save_steps: int = Field(50, ge=1, description="checkpoint every N steps (a restarted job resumes there)")
@@ -152,6 +157,20 @@ class Policy(Settings):
                 load(name)
             except UserError as err:
                 missing.append(f"{name}: {str(err).splitlines()[0]}")
+        if self.audit_reader == "dictionary":
+            from tasksafe.audit.glossary import installed_glossary
+
+            if not installed_glossary().languages:
+                missing.append("audit_reader dictionary: no FreeDict dictionaries in /usr/share/dictd or "
+                               "TASKSAFE_DICTD_DIR (apt-get install dict-freedict-pol-eng ...)")
+        if self.audit_meaning:
+            from tasksafe.errors import MissingDependencyError
+            from tasksafe.judges.embedding import minilm_dir
+
+            try:
+                minilm_dir()
+            except MissingDependencyError as err:
+                missing.append(f"audit_meaning: {err}")
         return missing
 
 
