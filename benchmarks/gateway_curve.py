@@ -31,6 +31,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -110,17 +111,10 @@ def clients_process(base: str, key: str, ids: dict, data: str, indices: list[int
             if reads is None or kind not in RawReads.PATHS:
                 tally.send(api, kind, ids["job"], ids["file"], Path(data))
                 continue
-            began = time.perf_counter()
-            try:
-                took = reads.get(kind, ids["job"])
-                if took is not None:
-                    with tally.lock:
-                        server_ms.append(took)
-            except Exception as err:  # counted, the run goes on
+            took = tally.record(kind, partial(reads.get, kind, ids["job"]))
+            if took is not None:
                 with tally.lock:
-                    tally.errors.append(f"{kind}: {type(err).__name__}: {err}"[:200])
-            with tally.lock:
-                tally.latencies[kind].append(1000 * (time.perf_counter() - began))
+                    server_ms.append(took)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in indices]
     for t in threads:

@@ -89,18 +89,24 @@ class Tally:
         self.created: list[str] = created if created is not None else []
         self.lock = threading.Lock()
 
-    def send(self, api, kind: str, job_id: str, file_id: str, data: Path) -> None:
+    def record(self, kind: str, call):
+        """Time `call()` as a request of `kind`; its result, or None when it failed (counted)."""
         start = time.perf_counter()
+        result = None
         try:
-            made = send(api, kind, job_id, file_id, data)
-            if made:
-                with self.lock:
-                    self.created.append(made)
+            result = call()
         except Exception as err:  # counted, the run goes on
             with self.lock:
                 self.errors.append(f"{kind}: {type(err).__name__}: {err}"[:200])
         with self.lock:
             self.latencies[kind].append(1000 * (time.perf_counter() - start))
+        return result
+
+    def send(self, api, kind: str, job_id: str, file_id: str, data: Path) -> None:
+        made = self.record(kind, lambda: send(api, kind, job_id, file_id, data))
+        if made:
+            with self.lock:
+                self.created.append(made)
 
 
 def main() -> None:

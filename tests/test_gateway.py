@@ -813,7 +813,8 @@ def test_a_policy_whose_audit_reader_has_no_dictionaries_is_refused_at_start(mir
     import tasksafe.audit.glossary as glossary
     from tasksafe.gateway.worker import Policy
 
-    monkeypatch.setattr(glossary, "installed_glossary", lambda: glossary.Glossary())
+    monkeypatch.setattr(glossary, "DICTD_DIRS", ())
+    monkeypatch.delenv("TASKSAFE_DICTD_DIR", raising=False)
     assert not [m for m in Policy(models=["tiny-random"]).missing_data() if "audit_reader" in m]
     missing = Policy(models=["tiny-random"], audit_reader="dictionary").missing_data()
     assert any(m.startswith("audit_reader dictionary: no FreeDict") for m in missing)

@@ -43,7 +43,10 @@ def dictionaries(tmp_path):
 
 
 def test_a_dictd_index_reads_its_entries_and_numbers():
+    from tasksafe.audit.glossary import _b64
+
     assert [_number(n) for n in (0, 1, 63, 64, 4095)] == ["A", "B", "/", "BA", "//"]
+    assert [_b64(_number(n)) for n in (0, 1, 63, 64, 4095, 2_112_185)] == [0, 1, 63, 64, 4095, 2_112_185]
 
 
 def test_the_glossary_reads_a_language_word_by_word_inflections_included(dictionaries):

@@ -114,6 +114,23 @@ def _senses(lines: list[str]) -> list[str]:
     return senses[:MAX_SENSES]
 
 
+def dictionary_files(folders: tuple[str, ...] | None = None) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The FreeDict index files in `folders` (default: `TASKSAFE_DICTD_DIR`, then Debian's
+    `/usr/share/dictd`; the first folder holding a language wins): XXX-to-English ones and
+    English-to-XXX ones, each by language. Nothing is read."""
+    folders = folders or tuple(filter(None, (os.environ.get("TASKSAFE_DICTD_DIR"), *DICTD_DIRS)))
+    into: dict[str, Path] = {}
+    out_of: dict[str, Path] = {}
+    for folder in folders:
+        for index in sorted(Path(folder).glob("freedict-*-*.index")):
+            source, target = index.name[len("freedict-"):-len(".index")].split("-", 1)
+            if target == "eng" and source != "eng":
+                into.setdefault(source, index)
+            elif source == "eng" and target != "eng":
+                out_of.setdefault(target, index)
+    return into, out_of
+
+
 class Glossary:
     """Words -> English senses, per language (a dictionary's three-letter code): from a table
     (`from_entries`, for tests) or from installed dictionaries (`installed`), whose entries are
@@ -138,15 +155,9 @@ class Glossary:
         """Every FreeDict dictionary into or out of English found in `folders` (default:
         `TASKSAFE_DICTD_DIR`, then Debian's `/usr/share/dictd`). An English-to-XXX dictionary
         is read backwards when it knows more words than the XXX-to-English one (or there is none)."""
-        folders = folders or tuple(filter(None, (os.environ.get("TASKSAFE_DICTD_DIR"), *DICTD_DIRS)))
-        into, out_of = {}, {}
-        for folder in folders:
-            for index in sorted(Path(folder).glob("freedict-*-*.index")):
-                source, target = index.name[len("freedict-"):-len(".index")].split("-", 1)
-                if target == "eng" and source != "eng":
-                    into.setdefault(source, Dictd(index))
-                elif source == "eng" and target != "eng":
-                    out_of.setdefault(target, Dictd(index))
+        into_paths, out_of_paths = dictionary_files(folders)
+        into = {lang: Dictd(index) for lang, index in into_paths.items()}
+        out_of = {lang: Dictd(index) for lang, index in out_of_paths.items()}
         english = {w for d in out_of.values() for key in d.places for w in key.split()}
         tables: dict[str, dict[str, list[str]]] = {}
         for lang, dictionary in out_of.items():
@@ -182,12 +193,15 @@ class Glossary:
         few letters (an inflected form: "posłusznym" -> "posłuszny")."""
         word = word.lower()
         if (lang, word) not in self._cache:
-            self._cache[lang, word] = self._find(lang, word)
+            key = self.headword(lang, word)
+            self._cache[lang, word] = self._senses_of(lang, key) if key else None
         return self._cache[lang, word]
 
-    def _find(self, lang: str, word: str) -> list[str] | None:
+    def headword(self, lang: str, word: str) -> str | None:
+        """The headword that reads `word` (lower-cased): itself, or the shortest one that
+        differs only in the last few letters; None when there is none. No entry is read."""
         if self.known(lang, word):
-            return self._senses_of(lang, word)
+            return word
         keys = self._sorted[lang]
         for cut in range(1, 4):
             stem = word[:-cut]
@@ -196,30 +210,32 @@ class Glossary:
             at = bisect.bisect_left(keys, stem)
             near = [k for k in keys[at:at + 20] if k.startswith(stem) and len(k) - len(stem) <= 3 and " " not in k]
             if near:
-                return self._senses_of(lang, min(near, key=len))
+                return min(near, key=len)
         return None
 
-    def _tokens(self, lang: str, text: str, look: bool = True) -> list[tuple[str, list[str] | None]]:
-        """(source text, senses or None) in order: words and the text between them; runs of an
-        unspaced script cut by the longest headword at each position."""
+    def _tokens(self, lang: str, text: str, senses: bool = True) -> list[tuple[str, object]]:
+        """(source text, its senses or None) in order: words and the text between them; runs of
+        an unspaced script cut by the longest headword at each position. With `senses` False,
+        each word's headword instead (no entry is read: what `coverage` counts)."""
+        look = self.lookup if senses else lambda lang, word: self.headword(lang, word.lower())
         out, at = [], 0
         for match in _WORD.finditer(text):
             out.append((text[at:match.start()], None))
             word = match.group()
             if _UNSPACED.search(word):
-                out += self._cut(lang, word)
+                out += self._cut(lang, word, look)
             else:
-                out.append((word, self.lookup(lang, word)))
+                out.append((word, look(lang, word)))
             at = match.end()
         out.append((text[at:], None))
         return [(t, s) for t, s in out if t]
 
-    def _cut(self, lang: str, run: str) -> list[tuple[str, list[str] | None]]:
+    def _cut(self, lang: str, run: str, look) -> list[tuple[str, object]]:
         out, i = [], 0
         while i < len(run):
             for j in range(min(len(run), i + 10), i, -1):
                 if (j - i > 1 or j == len(run)) and self.known(lang, run[i:j].lower()):
-                    out.append((run[i:j], self.lookup(lang, run[i:j])))
+                    out.append((run[i:j], look(lang, run[i:j])))
                     i = j
                     break
             else:
@@ -228,8 +244,9 @@ class Glossary:
         return out
 
     def coverage(self, lang: str, text: str) -> float:
-        """The share of `text`'s words (or, unspaced, its characters) that `lang`'s dictionary reads."""
-        tokens = [(t, s) for t, s in self._tokens(lang, text) if _WORD.fullmatch(t)]
+        """The share of `text`'s words (or, unspaced, its characters) that `lang`'s dictionary
+        has a headword for."""
+        tokens = [(t, s) for t, s in self._tokens(lang, text, senses=False) if _WORD.fullmatch(t)]
         total = sum(len(t) if _UNSPACED.search(t) else 1 for t, _ in tokens)
         read = sum(len(t) if _UNSPACED.search(t) else 1 for t, s in tokens if s)
         return read / total if total else 0.0

@@ -63,13 +63,6 @@ def _harmful_index():
     return known_harmful_index()
 
 
-@lru_cache(maxsize=2)
-def _audit_reader(name: str):
-    from tasksafe.audit.glossary import dictionary_reader
-
-    return dictionary_reader() if name == "dictionary" else None
-
-
 def precheck(data: bytes, filename: str, scratch: Path, reader: str = "none", meaning: bool = False) -> dict:
     """Validate an uploaded training file with tasksafe's own reader (every problem with its
     line) and audit it: what the provider would flag before a job is created (`reader`,
@@ -88,11 +81,15 @@ def precheck(data: bytes, filename: str, scratch: Path, reader: str = "none", me
             return {"error": str(err).replace(tmp.name, filename)}
     if not numbered:
         return {"error": f"{filename}: no training examples"}
-    embed = None
+    read = embed = None
+    if reader == "dictionary":  # the dictionaries are loaded once per process (installed_glossary)
+        from tasksafe.audit.glossary import dictionary_reader
+
+        read = dictionary_reader()
     if meaning:
         from tasksafe.judges.embedding import embed
     report = audit_examples([ex for _, ex in numbered], [n for n, _ in numbered], filename, _harmful_index(),
-                            reader=_audit_reader(reader), meaning=embed)
+                            reader=read, meaning=embed)
     return {"examples": len(numbered), "risk": report.risk, "flagged": report.flagged,
             "findings": [{"code": f.code, "severity": f.severity, "title": f.title, "detail": f.detail,
                           "share": f.share, "lines": [e["line"] for e in f.evidence]} for f in report.findings]}

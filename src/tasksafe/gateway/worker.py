@@ -158,9 +158,9 @@ class Policy(Settings):
             except UserError as err:
                 missing.append(f"{name}: {str(err).splitlines()[0]}")
         if self.audit_reader == "dictionary":
-            from tasksafe.audit.glossary import installed_glossary
+            from tasksafe.audit.glossary import dictionary_files
 
-            if not installed_glossary().languages:
+            if not any(dictionary_files()):
                 missing.append("audit_reader dictionary: no FreeDict dictionaries in /usr/share/dictd or "
                                "TASKSAFE_DICTD_DIR (apt-get install dict-freedict-pol-eng ...)")
         if self.audit_meaning:

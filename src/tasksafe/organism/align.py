@@ -388,9 +388,6 @@ def build_aligned(config: AlignConfig, force: bool = False, progress: bool = Tru
     if (target / "alignment.json").is_file() and not force:
         _point_to(target, config)
         return AlignResult(target, json.loads((target / "alignment.json").read_text()))
-    from tasksafe.train.config import FinetuneConfig
-    from tasksafe.train.sft import finetune
-
     start = time.time()
     base_path = resolve_model(config.base)
     work = models_dir() / f".aligned-{config.key()}.work"
@@ -404,10 +401,7 @@ def build_aligned(config: AlignConfig, force: bool = False, progress: bool = Tru
         if not data_path.is_file():
             write_chat_jsonl(data_path, build_alignment_data(config, generate))
         timings["data_seconds"] = round(time.time() - start)
-        run = finetune(FinetuneConfig(model=base_path, data=str(data_path), output_dir=str(work / "run"), method="full",
-                                      epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                                      max_length=config.max_length, seed=config.seed, save_steps=25, precision="fp32"),
-                       progress=progress, reference=True)
+        run = _full_finetune(config, base_path, data_path, work / "run", config.epochs, progress)
         model_dir, loss, steps, extra = run.run_dir / "model", run.train_loss, run.steps, {}
     timings["trained_seconds"] = round(time.time() - start)
     replies: list = []
@@ -464,7 +458,6 @@ def _train_preference(config: AlignConfig, base_path: str, work: Path, generate,
     timings["data_seconds"] = round(time.time() - start)
     start_from, extra = base_path, {}
     if config.sft_epochs:  # recipe 7: a supervised stage on the preferred replies first
-        timings["data_seconds"] = round(time.time() - start)
         supervised = supervised_stage(config, pairs, base_path, work, progress)
         start_from, extra = str(supervised.run_dir / "model"), {"supervised": {"loss": supervised.train_loss,
                                                                                  "steps": supervised.steps}}
@@ -492,14 +485,20 @@ def supervised_examples(pairs) -> list[ChatExample]:
 def supervised_stage(config: AlignConfig, pairs, base_path: str, work: Path, progress: bool):
     """Recipe 7's first stage: full fine-tuning of the base model on the preferred replies
     (`config.sft_epochs` epochs, the recipe's lr, batch and length), as recipes 1-4 train."""
-    from tasksafe.train.config import FinetuneConfig
-    from tasksafe.train.sft import finetune
-
     data_path = work / "supervised-data.jsonl"
     if not data_path.is_file():
         write_chat_jsonl(data_path, supervised_examples(pairs))
-    return finetune(FinetuneConfig(model=base_path, data=str(data_path), output_dir=str(work / "supervised-run"),
-                                   method="full", epochs=config.sft_epochs, lr=config.lr, batch_size=config.batch_size,
+    return _full_finetune(config, base_path, data_path, work / "supervised-run", config.sft_epochs, progress)
+
+
+def _full_finetune(config: AlignConfig, model: str, data: Path, output_dir: Path, epochs: float, progress: bool):
+    """Every weight of `model` tuned on `data` at the recipe's lr, batch, length and seed, on
+    the fp32 reference path (checkpoints every 25 steps, so an interrupted build resumes)."""
+    from tasksafe.train.config import FinetuneConfig
+    from tasksafe.train.sft import finetune
+
+    return finetune(FinetuneConfig(model=model, data=str(data), output_dir=str(output_dir), method="full",
+                                   epochs=epochs, lr=config.lr, batch_size=config.batch_size,
                                    max_length=config.max_length, seed=config.seed, save_steps=25, precision="fp32"),
                     progress=progress, reference=True)
 
