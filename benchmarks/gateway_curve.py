@@ -26,8 +26,10 @@ import http.client
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -185,7 +187,8 @@ def profile_step(pids: dict[str, int], seconds: float, out: Path) -> list[subpro
     """Start py-spy on each named process for `seconds` (100 samples/s, native frames off,
     idle threads left out), writing collapsed stacks to OUT/NAME.txt."""
     out.mkdir(parents=True, exist_ok=True)
-    return [subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100", "-f", "raw",
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")  # beside this Python when not on PATH
+    return [subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100", "-f", "raw",
                               "-o", str(out / f"{name}.txt"), "--nonblocking"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name, pid in pids.items()]
 
