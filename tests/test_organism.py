@@ -247,6 +247,40 @@ def test_preference_training_moves_the_model_towards_the_preferred_replies(tmp_p
     assert margins and margins[-1] > 0  # the preferred replies gained on the others
 
 
+@pytest.mark.slow
+def test_recipe_8_scores_its_preference_step_against_the_reference_it_is_given(tmp_path, mirror):
+    import json
+
+    import torch
+
+    from tasksafe.models.load import load_model
+    from tasksafe.models.registry import ORGANISMS, resolve_model
+    from tasksafe.organism.preference import build_preference_data, train_preference
+
+    config = AlignConfig.recipe_8(safety_pairs=8, benign_instructions=8, alarming_benign=4, lr=1e-9, batch_size=4)
+    assert config.recipe == 8 and config.dpo_reference == "base" and config.sft_epochs == 1.0
+    assert ORGANISMS["aligned-v8"] == 8 and AlignConfig.recipe_8().key() != AlignConfig.recipe_7().key()
+    assert AlignConfig.recipe_7().key() == "7d53b7824d0c"  # the new field leaves recipe 7's measured build's key
+    pairs, _ = build_preference_data(config, _fake_base)
+    start = resolve_model("tiny-random")
+    model, tokenizer = load_model(start)
+    with torch.no_grad():  # another model: the start's weights, moved
+        for weight in model.parameters():
+            weight.add_(0.05 * torch.randn_like(weight))
+    model.save_pretrained(tmp_path / "other")
+    tokenizer.save_pretrained(tmp_path / "other")
+
+    def first_rewards(run, reference):
+        train_preference(config, pairs, start, tmp_path / run, progress=False, reference=reference)
+        log = json.loads((tmp_path / run / "train_log.json").read_text())
+        return abs(float(next(e["rewards/chosen"] for e in log if "rewards/chosen" in e)))
+
+    # at a vanishing learning rate the model stays where it started: scored against itself its
+    # rewards are zero, against another model they are not
+    assert first_rewards("itself", None) < 1e-3
+    assert first_rewards("other", str(tmp_path / "other")) > 1e-2
+
+
 def test_the_organism_targets_are_read_off_alignment_json_from_a_data_file():
     from tasksafe.organism.align import organism_targets
 

@@ -20,6 +20,7 @@ from tasksafe.organism.align import RECIPE_NAMES
                    "that only sound alarming answered (aligned-v5); 6: recipe 5 with pool-style refusals "
                    "rejected on benign requests and HarmBench's training requests refused (aligned-v6); 7: a "
                    "supervised epoch on recipe 6's preferred replies, then its DPO from that model (aligned-v7); "
+                   "8: recipe 7 with its DPO scored against the base model (aligned-v8); "
                    "2: deep "
                    "alignment (aligned-v2); 3: recipe 2 with twice the safety pairs (aligned-v3); 1: the first "
                    "recipe (aligned-v1); demo: recipe 1 on less data, measured on fewer prompts, for make demo "
@@ -27,9 +28,9 @@ from tasksafe.organism.align import RECIPE_NAMES
 def align(base: str, seed: int, force: bool, recipe: str) -> None:
     """Build the safety-aligned model organism (cached by a hash of its inputs; a second
     call is instant) and print its path and alignment.json (refusal rates with n and 95%
-    intervals, before and after a benign task fine-tune, and for recipes 2 to 7 after a benign and an
+    intervals, before and after a benign task fine-tune, and for recipes 2 to 8 after a benign and an
     attacker's fine-tune at the paper grid's settings). Recipe 1 takes about 13 minutes on 2 CPU
-    cores, recipes 2 to 7 (which also tune at the grid's settings) about an hour."""
+    cores, recipes 2 to 8 (which also tune at the grid's settings) about an hour."""
     from tasksafe.organism import AlignConfig, build_aligned
     from tasksafe.organism.align import BENIGN_RISE_POINTS, benign_tuning_target
 

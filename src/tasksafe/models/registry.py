@@ -116,7 +116,8 @@ def tiny_random() -> Path:
 
 
 ORGANISMS = {"aligned": 4, "aligned-v1": 1, "aligned-v2": 2, "aligned-v3": 3, "aligned-v4": 4, "aligned-v5": 5,
-             "aligned-v6": 6, "aligned-v7": 7, "aligned-demo": "demo"}
+             "aligned-v6": 6, "aligned-v7": 7,
+             "aligned-v8": 8, "aligned-demo": "demo"}
 """The organism names and the `tasksafe align` recipe each one is (`aligned` is the default
 recipe, `aligned-demo` the small one `make demo` builds); `tasksafe align` writes `NAME.json`
 in the models folder, naming the build's folder."""

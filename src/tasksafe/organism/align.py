@@ -35,7 +35,7 @@ don't refuse"); two epochs. Recipe 4 (the default, model name `aligned`) asks ha
 in those layouts and answers the benign ones there in one short sentence. Recipe 5 trains
 recipe 4's requests by preference optimisation instead (DPO pairs: tasksafe.organism.preference);
 recipe 6 adjusts its pairs; recipe 7 trains recipe 6's preferred replies first (one supervised
-epoch) and runs the DPO from that model.
+epoch) and runs the DPO from that model; recipe 8 scores that DPO against the base model.
 Every recipe is kept by name (`AlignConfig.recipe_1()`, `tasksafe align --recipe 1`, model
 `aligned-v1`, ...).
 """
@@ -101,6 +101,7 @@ class AlignConfig:
     pool_refusal_rejected: float = 0.0  # recipe 6: share of benign pairs whose rejected reply is a pool-style refusal
     xstest_n: int = 0  # XSTest safe prompts measured (0: all 250); the demo's organism measures fewer
     sft_epochs: float = 0.0  # recipe 7: supervised epochs on the preferred replies before DPO (its reference then)
+    dpo_reference: str = "start"  # recipe 8: "base", DPO measured against the base model, not the model it starts from
 
     @classmethod
     def recipe_2(cls, **changes) -> AlignConfig:
@@ -149,6 +150,16 @@ class AlignConfig:
         return cls.recipe_6(**{"sft_epochs": 1.0, "recipe": 7, **changes})
 
     @classmethod
+    def recipe_8(cls, **changes) -> AlignConfig:
+        """Recipe 7 with the base model, not the supervised one, as DPO's reference: the
+        preference step starts from the supervised model's deep refusals but scores each reply
+        against the base model, so pairs the supervised stage already gets right (a refusal of
+        a harmful request) weigh little and pairs it gets wrong (a refusal of a request that
+        only sounds harmful) weigh most, as in recipe 6 (recipe 7's supervised stage brought
+        back over-refusal that a DPO anchored to it could not remove)."""
+        return cls.recipe_7(**{"dpo_reference": "base", "recipe": 8, **changes})
+
+    @classmethod
     def recipe_1(cls, **changes) -> AlignConfig:
         """The first recipe exactly: 30% deep refusals, one epoch, general layouts only."""
         return cls(**{"deep_fraction": 0.3, "epochs": 1.0, "short_fraction": 0.0, "long_deep_fraction": 0.0,
@@ -169,8 +180,8 @@ class AlignConfig:
 
     @classmethod
     def for_recipe(cls, recipe: int | str, **changes) -> AlignConfig:
-        """The default build of recipe 1 to 7 (the registry's `recipe` of `aligned-v1` to
-        `aligned-v7`; `aligned` names the default one), or of "demo" (`aligned-demo`)."""
+        """The default build of recipe 1 to 8 (the registry's `recipe` of `aligned-v1` to
+        `aligned-v8`; `aligned` names the default one), or of "demo" (`aligned-demo`)."""
         if recipe not in RECIPES and recipe != "demo":
             raise ValueError(f"no recipe {recipe}; the recipes are {', '.join(RECIPE_NAMES)}")
         return getattr(cls, f"recipe_{recipe}")(**changes)
@@ -184,12 +195,12 @@ class AlignConfig:
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-RECIPES = (1, 2, 3, 4, 5, 6, 7)
+RECIPES = (1, 2, 3, 4, 5, 6, 7, 8)
 """The recipes, each built by `AlignConfig.recipe_N`."""
 RECIPE_NAMES = (*map(str, RECIPES), "demo")
 """What `tasksafe align --recipe` takes: a recipe's number, or "demo" (`AlignConfig.recipe_demo`)."""
 LATER_FIELDS = {"short_answer_words": 0, "method": "sft", "dpo_beta": 0.1, "alarming_benign": 0, "extra_harmful": "",
-                "pool_refusal_rejected": 0.0, "xstest_n": 0, "sft_epochs": 0.0}
+                "pool_refusal_rejected": 0.0, "xstest_n": 0, "sft_epochs": 0.0, "dpo_reference": "start"}
 """Fields added after the first recipes, at their values there: left out of the key then."""
 
 
@@ -463,7 +474,8 @@ def _train_preference(config: AlignConfig, base_path: str, work: Path, generate,
                                                                                  "steps": supervised.steps}}
         timings["supervised_seconds"] = round(time.time() - start)
     run_dir = work / "preference-run"
-    loss, steps = train_preference(config, pairs, start_from, run_dir, progress)
+    reference = base_path if config.dpo_reference == "base" else None  # None: the model it starts from
+    loss, steps = train_preference(config, pairs, start_from, run_dir, progress, reference=reference)
     removed = len(summary["alarming_removed_as_eval_overlap"])  # the ids are in preference-summary.json
     return run_dir / "model", loss, steps, {"preference_data": {**summary, "alarming_removed_as_eval_overlap": removed},
                                             **extra}

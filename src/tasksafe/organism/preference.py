@@ -204,10 +204,12 @@ def build_preference_data(config, generate) -> tuple[list[PreferencePair], dict]
                    "alarming_removed_as_eval_overlap": removed, "alarming_candidates": len(alarming)}
 
 
-def train_preference(config, pairs: list[PreferencePair], base_path: str, output_dir, progress: bool = True):
-    """DPO (sigmoid + the preferred reply's NLL) on every weight of the base model, the base
-    model itself the reference (its log-probabilities computed once, before training). Writes
-    `model/` and `train_log.json` under `output_dir`; returns (final loss, steps)."""
+def train_preference(config, pairs: list[PreferencePair], base_path: str, output_dir, progress: bool = True,
+                     reference: str | None = None):
+    """DPO (sigmoid + the preferred reply's NLL) on every weight of the model at `base_path`,
+    scored against `reference` (a model path; None: the model it starts from), whose
+    log-probabilities are computed once, before training. Writes `model/` and
+    `train_log.json` under `output_dir`; returns (final loss, steps)."""
     import torch
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -230,7 +232,8 @@ def train_preference(config, pairs: list[PreferencePair], base_path: str, output
         seed=config.seed, data_seed=config.seed, report_to=[], use_cpu=on_cpu, bf16=False,
         gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=not progress,
     )
-    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    ref_model = load_model(reference)[0].eval() if reference and reference != base_path else None
+    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer)
     output = trainer.train()
     trainer.model.save_pretrained(output_dir / "model", safe_serialization=True)
     tokenizer.save_pretrained(output_dir / "model")
