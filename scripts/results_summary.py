@@ -9,7 +9,7 @@ task accuracy, over-refusal). `tasksafe report` has every column.
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 from tasksafe.experiments.transfer import read_rows
 from tasksafe.report.tables import finetuned_in_order, markdown_table, mode_rate, percent
@@ -36,6 +36,6 @@ def summary(source: str) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    print(summary(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", help="a results store folder (results/NAME) or a committed results file (.jsonl)")
+    print(summary(parser.parse_args().source))
