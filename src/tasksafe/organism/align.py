@@ -474,6 +474,8 @@ def _train_preference(config: AlignConfig, base_path: str, work: Path, generate,
                                                                                  "steps": supervised.steps}}
         timings["supervised_seconds"] = round(time.time() - start)
     run_dir = work / "preference-run"
+    if config.dpo_reference not in ("start", "base"):
+        raise ValueError(f"dpo_reference must be 'start' or 'base', not {config.dpo_reference!r}")
     reference = base_path if config.dpo_reference == "base" else None  # None: the model it starts from
     loss, steps = train_preference(config, pairs, start_from, run_dir, progress, reference=reference)
     removed = len(summary["alarming_removed_as_eval_overlap"])  # the ids are in preference-summary.json
