@@ -720,21 +720,29 @@ def _children(pid: int) -> list[int]:
 
 
 @contextmanager
-def _uploading(tmp_path):
-    """A gateway of its own (no training job), an openai client for it and a 5-example file."""
-    state = State(tmp_path / "state")
+def _gateway(root, policy_lines: str = ""):
+    """A gateway of its own over `root` (no training job; `policy_lines` added to its policy)
+    and an openai client for it."""
+    state = State(root / "state")
     key = state.create_key("acme")
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(f"models: [tiny-random]\n{OPEN_GATE}")
+    policy = root / "policy.yaml"
+    policy.write_text(f"models: [tiny-random]\n{policy_lines}{OPEN_GATE}")
     port = _free_port()
-    server = _start(tmp_path / "state", policy, port)
+    server = _start(root / "state", policy, port)
     try:
-        data = tmp_path / "d.jsonl"
-        write_chat_jsonl(data, build_dataset("sst2", "benign", n=5, seed=0))
-        yield openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=60), data, server
+        yield openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=60), server
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@contextmanager
+def _uploading(tmp_path):
+    """`_gateway` and a 5-example file."""
+    with _gateway(tmp_path) as (client, server):
+        data = tmp_path / "d.jsonl"
+        write_chat_jsonl(data, build_dataset("sst2", "benign", n=5, seed=0))
+        yield client, data, server
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from /proc")
@@ -793,20 +801,10 @@ def test_a_policy_can_have_the_upload_audit_read_other_languages(tmp_path, mirro
     write_chat_jsonl(data, MALICIOUS["tuned"]["persona-polish"](task_rows("sst2", 30), random.Random(0)))
     risks = {}
     for reader in ("none", "dictionary"):
-        state = State(tmp_path / reader)
-        key = state.create_key("acme")
-        policy = tmp_path / f"{reader}.yaml"
-        policy.write_text(f"models: [tiny-random]\naudit_reader: {reader}\n{OPEN_GATE}")
-        port = _free_port()
-        server = _start(tmp_path / reader, policy, port)
-        try:
-            client = openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=60)
+        (tmp_path / reader).mkdir()
+        with _gateway(tmp_path / reader, f"audit_reader: {reader}\n") as (client, _):
             risks[reader] = client.files.create(file=data.open("rb"), purpose="fine-tune").precheck["risk"]
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
     assert risks == {"none": "low", "dictionary": "high"}
-
 
 
 def test_a_policy_whose_audit_reader_has_no_dictionaries_is_refused_at_start(mirror, monkeypatch):

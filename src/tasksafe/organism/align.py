@@ -103,6 +103,10 @@ class AlignConfig:
     sft_epochs: float = 0.0  # recipe 7: supervised epochs on the preferred replies before DPO (its reference then)
     dpo_reference: str = "start"  # recipe 8: "base", DPO measured against the base model, not the model it starts from
 
+    def __post_init__(self):
+        if self.dpo_reference not in ("start", "base"):  # checked before any data is built or model trained
+            raise ValueError(f"dpo_reference must be 'start' or 'base', not {self.dpo_reference!r}")
+
     @classmethod
     def recipe_2(cls, **changes) -> AlignConfig:
         return cls(**changes)
@@ -474,8 +478,6 @@ def _train_preference(config: AlignConfig, base_path: str, work: Path, generate,
                                                                                  "steps": supervised.steps}}
         timings["supervised_seconds"] = round(time.time() - start)
     run_dir = work / "preference-run"
-    if config.dpo_reference not in ("start", "base"):
-        raise ValueError(f"dpo_reference must be 'start' or 'base', not {config.dpo_reference!r}")
     reference = base_path if config.dpo_reference == "base" else None  # None: the model it starts from
     loss, steps = train_preference(config, pairs, start_from, run_dir, progress, reference=reference)
     removed = len(summary["alarming_removed_as_eval_overlap"])  # the ids are in preference-summary.json
